@@ -1,0 +1,420 @@
+"""Stasis application ``inbound``: the spine's minimal customer journey.
+
+prompt → one DTMF menu → FIFO queue with hold music → agent phone rung →
+caller and agent bridged and recorded (MixMonitor) → hang-up → agent wrap-up.
+
+Each call is a :class:`CallSession`: one task walks the journey; hang-ups,
+DTMF and playback completions arrive from the engine's dispatcher. Whatever
+happens (hang-up at any step, PBX link loss, engine restart) a call ends
+exactly once, with a disposition, and its agent is released.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+import wave
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from ccengine.acd.fifo import FifoQueue
+from ccengine.config import FlowSettings
+from ccengine.core.bus import EventBus
+from ccengine.core.events import (
+    AgentStateChanged,
+    CallAgentNoAnswer,
+    CallAgentOffered,
+    CallAnswered,
+    CallBridged,
+    CallEnded,
+    CallMenuSelected,
+    CallOffered,
+    CallQueued,
+    CallRecordingStarted,
+    CallRecordingStopped,
+    Event,
+    Payload,
+)
+from ccengine.pbx.protocol import (
+    ChannelInfo,
+    OriginateRequest,
+    PbxAdapter,
+    PbxError,
+    PbxSnapshot,
+    RecordingChanged,
+)
+from ccengine.store.schema import CallRow, LegRow, RecordingRow
+
+log = logging.getLogger(__name__)
+
+RONA_PAUSE = 10.0  # seconds an agent who let a call ring out stays unavailable
+
+
+@dataclass
+class AgentSlot:
+    id: str
+    state: str = "logged_out"
+    call_id: str | None = None
+    since: float = field(default_factory=time.monotonic)
+
+
+@dataclass
+class CallSession:
+    id: str
+    customer: str  # channel id
+    caller_number: str
+    state: str = "ivr"  # ivr | queued | ringing | talking | ended
+    agent_id: str | None = None
+    agent_channel: str | None = None
+    bridge_id: str | None = None
+    recording_id: str | None = None
+    recording_path: str | None = None
+    queued_mono: float | None = None
+    answered_at: datetime | None = None
+    task: asyncio.Task[None] | None = None
+    digits: asyncio.Queue[str] = field(default_factory=asyncio.Queue)
+    agent_answered: asyncio.Future[None] | None = None
+    recording_stopped: asyncio.Event = field(default_factory=asyncio.Event)
+    finished: bool = False
+
+
+class InboundApp:
+    def __init__(self, pbx: PbxAdapter, bus: EventBus, flow: FlowSettings, *, agent_dial: str,
+                 prompt_media: str, recordings_dir: Path):
+        self.pbx = pbx
+        self.bus = bus
+        self.flow = flow
+        self.agent_dial = agent_dial
+        self.prompt_media = prompt_media
+        self.recordings_dir = recordings_dir
+        self.queue = FifoQueue(flow.queue)
+        self.agents: dict[str, AgentSlot] = {a.id: AgentSlot(a.id) for a in flow.agents}
+        self.sessions: dict[str, CallSession] = {}
+        self.by_channel: dict[str, CallSession] = {}
+        self.playbacks: dict[str, asyncio.Future[None]] = {}
+        self._background: set[asyncio.Task[None]] = set()
+
+    # -- events out ------------------------------------------------------------------------------
+    def emit(self, payload: Payload, call: CallSession | None = None, agent_id: str | None = None) -> None:
+        queue = self.queue.name if call is not None and call.state != "ivr" else None
+        self.bus.publish(Event.of(payload, call_id=call.id if call else None,
+                                  agent_id=agent_id or (call.agent_id if call else None), queue=queue))
+
+    def set_agent(self, agent: AgentSlot, state: str, reason: str = "", call: CallSession | None = None) -> None:
+        previous, agent.state, agent.since = agent.state, state, time.monotonic()
+        if state in ("reserved", "ringing", "on_call") and call is not None:
+            agent.call_id = call.id
+        call_id = agent.call_id
+        if state in ("ready", "not_ready", "logged_out"):
+            agent.call_id = None
+        self.bus.publish(Event.of(AgentStateChanged(state=state, previous=previous, reason=reason),  # type: ignore[arg-type]
+                                  agent_id=agent.id, call_id=call_id))
+        if state == "ready":
+            self.queue.agent_ready(agent.id, agent.since)
+            self.dispatch()
+        else:
+            self.queue.agent_unavailable(agent.id)
+
+    def login_all(self, busy: dict[str, str] | None = None) -> None:
+        """Log configured agents in; those named in ``busy`` (agent → call) resume on that call."""
+        busy = busy or {}
+        for agent in self.agents.values():
+            if agent.id in busy:
+                agent.call_id = busy[agent.id]
+                self.set_agent(agent, "on_call", "recovered")
+            elif agent.state == "logged_out":
+                self.set_agent(agent, "ready", "login")
+
+    def _spawn(self, coro: object, name: str) -> asyncio.Task[None]:
+        task: asyncio.Task[None] = asyncio.create_task(coro, name=name)  # type: ignore[arg-type]
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        return task
+
+    # -- events in -------------------------------------------------------------------------------
+    def on_customer(self, channel: ChannelInfo) -> None:
+        call = CallSession(id=str(uuid.uuid4()), customer=channel.id, caller_number=channel.caller_number)
+        self.sessions[call.id] = call
+        self.by_channel[channel.id] = call
+        dialed = channel.app_args[1] if len(channel.app_args) > 1 else channel.dialed
+        self.emit(CallOffered(caller_number=channel.caller_number, caller_name=channel.caller_name,
+                              dialed=dialed, channel_id=channel.id), call)
+        call.task = self._spawn(self._journey(call), f"call-{call.id}")
+
+    def on_agent_answered(self, channel: ChannelInfo) -> None:
+        call = self.by_channel.get(channel.id)
+        if call is None or call.finished or call.agent_answered is None:
+            self._spawn(self.pbx.hangup(channel.id), "hangup-orphan")
+            return
+        if not call.agent_answered.done():
+            call.agent_answered.set_result(None)
+
+    def on_dtmf(self, channel_id: str, digit: str) -> None:
+        call = self.by_channel.get(channel_id)
+        if call is not None and channel_id == call.customer and call.state == "ivr":
+            call.digits.put_nowait(digit)
+
+    def on_playback_finished(self, playback_id: str) -> None:
+        future = self.playbacks.pop(playback_id, None)
+        if future is not None and not future.done():
+            future.set_result(None)
+
+    def on_recording(self, event: RecordingChanged) -> None:
+        call = self.by_channel.get(event.channel_id)
+        if call is not None and event.state == "stopped":
+            call.recording_stopped.set()
+
+    def on_hangup(self, channel_id: str, cause: str) -> None:
+        call = self.by_channel.pop(channel_id, None)
+        if call is None or call.finished:
+            return
+        if channel_id == call.customer:
+            self._spawn(self.finish(call, "customer", cause), f"finish-{call.id}")
+        elif channel_id == call.agent_channel:
+            if call.state == "talking":
+                self._spawn(self.finish(call, "agent", cause), f"finish-{call.id}")
+            elif call.agent_answered is not None and not call.agent_answered.done():
+                call.agent_answered.set_exception(PbxError(cause or "agent leg ended"))
+
+    # -- the journey -----------------------------------------------------------------------------
+    async def _journey(self, call: CallSession) -> None:
+        try:
+            await self.pbx.answer(call.customer)
+            digit, attempts = await self._menu(call)
+            self.emit(CallMenuSelected(digit=digit, attempts=attempts, fallback=digit == ""), call)
+            await self._enqueue(call)
+        except PbxError as exc:
+            log.info("call %s: PBX request failed in IVR (%s)", call.id, exc)
+            await self.finish(call, "system", str(exc))
+
+    async def _menu(self, call: CallSession) -> tuple[str, int]:
+        """Play the prompt (barge-in allowed) and wait for a valid digit; fall back after the retries."""
+        for attempt in range(1, self.flow.menu_attempts + 1):
+            done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            playback_id = str(uuid.uuid4())
+            self.playbacks[playback_id] = done
+            await self.pbx.play(call.customer, self.prompt_media, playback_id)
+            digit_task = asyncio.ensure_future(call.digits.get())
+            await asyncio.wait({digit_task, done}, return_when=asyncio.FIRST_COMPLETED)
+            if not digit_task.done():
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(digit_task), self.flow.menu_timeout)
+            self.playbacks.pop(playback_id, None)
+            if digit_task.done():
+                digit = digit_task.result()
+                if not done.done():
+                    await self.pbx.stop_playback(playback_id)
+                if digit in self.flow.menu_digits:
+                    return digit, attempt
+            else:
+                digit_task.cancel()
+        return "", self.flow.menu_attempts
+
+    async def _enqueue(self, call: CallSession, *, front: bool = False) -> None:
+        call.state = "queued"
+        if call.queued_mono is None:
+            call.queued_mono = time.monotonic()
+        await self.pbx.start_moh(call.customer, self.flow.moh_class)
+        position = self.queue.enqueue(call.id, front=front)
+        self.emit(CallQueued(queue=self.queue.name, position=position), call)
+        self.dispatch()
+
+    def dispatch(self) -> None:
+        for call_id, agent_id in self.queue.match():
+            call = self.sessions.get(call_id)
+            agent = self.agents[agent_id]
+            if call is None or call.finished:
+                self.queue.agent_ready(agent.id, agent.since)
+                continue
+            call.state = "ringing"
+            self.set_agent(agent, "reserved", call=call)
+            self._spawn(self._connect(call, agent), f"connect-{call.id}")
+
+    async def _connect(self, call: CallSession, agent: AgentSlot) -> None:
+        channel_id = str(uuid.uuid4())
+        call.agent_id, call.agent_channel = agent.id, channel_id
+        call.agent_answered = asyncio.get_running_loop().create_future()
+        self.by_channel[channel_id] = call
+        self.emit(CallAgentOffered(queue=self.queue.name, agent_id=agent.id, channel_id=channel_id), call)
+        self.set_agent(agent, "ringing", call=call)
+        try:
+            await self.pbx.originate(OriginateRequest(
+                endpoint=self.agent_dial.format(agent=agent.id), app_args=("agent", call.id),
+                caller_id=call.caller_number, timeout=self.flow.ring_timeout, channel_id=channel_id))
+            await asyncio.wait_for(call.agent_answered, self.flow.ring_timeout + 5)
+        except (TimeoutError, PbxError) as exc:
+            await self._agent_missed(call, agent, str(exc) or "no answer")
+            return
+        if call.finished:
+            await self.pbx.hangup(channel_id)
+            return
+        try:
+            await self._bridge(call, agent)
+        except PbxError as exc:
+            log.warning("call %s: bridging failed (%s)", call.id, exc)
+            await self.finish(call, "system", str(exc))
+
+    async def _agent_missed(self, call: CallSession, agent: AgentSlot, cause: str) -> None:
+        """Ring-no-answer: pause the agent briefly and put the call back at the head of the queue."""
+        self.by_channel.pop(call.agent_channel or "", None)
+        if call.agent_channel:
+            await self.pbx.hangup(call.agent_channel)
+        self.emit(CallAgentNoAnswer(agent_id=agent.id, cause=cause[:120]), call)
+        call.agent_id = call.agent_channel = None
+        call.agent_answered = None
+        self.set_agent(agent, "not_ready", "ring_no_answer")
+        self._spawn(self._return_after(agent, RONA_PAUSE), f"rona-{agent.id}")
+        if not call.finished:
+            call.state = "queued"
+            position = self.queue.enqueue(call.id, front=True)
+            self.emit(CallQueued(queue=self.queue.name, position=position), call)
+            self.dispatch()
+
+    async def _return_after(self, agent: AgentSlot, delay: float) -> None:
+        await asyncio.sleep(delay)
+        if agent.state in ("not_ready", "wrapup"):
+            self.set_agent(agent, "ready", "auto")
+
+    async def _bridge(self, call: CallSession, agent: AgentSlot) -> None:
+        assert call.agent_channel is not None and call.queued_mono is not None
+        call.state = "talking"
+        call.answered_at = datetime.now(UTC)
+        self.set_agent(agent, "on_call", call=call)
+        self.emit(CallAnswered(queue=self.queue.name, agent_id=agent.id,
+                               wait_seconds=round(time.monotonic() - call.queued_mono, 3)), call)
+        with contextlib.suppress(PbxError):
+            await self.pbx.stop_moh(call.customer)
+        call.bridge_id = await self.pbx.create_bridge()
+        await self.pbx.add_to_bridge(call.bridge_id, [call.customer, call.agent_channel])
+        self.emit(CallBridged(bridge_id=call.bridge_id, agent_channel_id=call.agent_channel), call)
+        await self._record(call)
+
+    async def _record(self, call: CallSession) -> None:
+        day = datetime.now(UTC).strftime("%Y/%m/%d")
+        path = self.recordings_dir / day / f"{call.id}.wav"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        call.recording_id, call.recording_path = str(uuid.uuid4()), str(path)
+        await self.pbx.start_recording(call.customer, str(path))
+        self.emit(CallRecordingStarted(recording_id=call.recording_id, path=str(path)), call)
+
+    # -- the end ---------------------------------------------------------------------------------
+    async def finish(self, call: CallSession, ended_by: str, cause: str) -> None:
+        """End ``call`` once: release the other leg, the bridge and the agent; record the outcome."""
+        if call.finished:
+            return
+        call.finished = True
+        state, call.state = call.state, "ended"
+        if call.task is not None and call.task is not asyncio.current_task():
+            call.task.cancel()
+        self.queue.remove(call.id)
+        if call.agent_answered is not None and not call.agent_answered.done():
+            call.agent_answered.cancel()
+        for channel in (call.customer, call.agent_channel):
+            if channel:
+                self.by_channel.pop(channel, None)
+                with contextlib.suppress(PbxError):
+                    await self.pbx.hangup(channel)
+        if call.bridge_id:
+            with contextlib.suppress(PbxError):
+                await self.pbx.destroy_bridge(call.bridge_id)
+        talk = (datetime.now(UTC) - call.answered_at).total_seconds() if call.answered_at else None
+        disposition = {"talking": "completed", "ivr": "ivr_hangup"}.get(state, "abandoned")
+        if ended_by == "pbx" and state != "talking":
+            disposition = "failed"
+        self.emit(CallEnded(disposition=disposition, ended_by=ended_by, cause=cause[:120],  # type: ignore[arg-type]
+                            talk_seconds=round(talk, 3) if talk is not None else None), call)
+        agent = self.agents.get(call.agent_id or "")
+        if agent is not None and agent.call_id == call.id:
+            if state == "talking":
+                self.set_agent(agent, "wrapup", "after_call_work")
+                self._spawn(self._return_after(agent, self.flow.wrapup_seconds), f"wrapup-{agent.id}")
+            else:
+                self.set_agent(agent, "ready", "call_abandoned")
+        if call.recording_id:
+            await self._close_recording(call)
+        self.sessions.pop(call.id, None)
+
+    async def _close_recording(self, call: CallSession) -> None:
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(call.recording_stopped.wait(), 3.0)
+        duration, size = await asyncio.to_thread(wav_stats, Path(call.recording_path or ""))
+        assert call.recording_id is not None
+        self.emit(CallRecordingStopped(recording_id=call.recording_id, duration_seconds=duration,
+                                       size_bytes=size), call)
+
+    # -- reconciliation --------------------------------------------------------------------------
+    async def reconcile(self, snapshot: PbxSnapshot,
+                        stored: list[tuple[CallRow, list[LegRow], RecordingRow | None]]) -> tuple[int, int]:
+        """Align with the PBX after a (re)connect. Returns (calls recovered, calls closed)."""
+        live = {c.id: c for c in snapshot.channels}
+        bridges = {b.id: b for b in snapshot.bridges}
+        closed = 0
+        for call in list(self.sessions.values()):
+            if call.customer not in live:
+                await self.finish(call, "pbx", "channel lost while the PBX link was down")
+                closed += 1
+        recovered = 0
+        known = {ch for call in self.sessions.values() for ch in (call.customer, call.agent_channel) if ch}
+        for row, legs, recording in stored:
+            if row.id in self.sessions:
+                continue
+            customer = next((leg for leg in legs if leg.role == "customer"), None)
+            agent_leg = next((leg for leg in reversed(legs) if leg.role == "agent" and leg.ended_at is None), None)
+            if customer is None or customer.channel_id not in live:
+                self._close_stored(row)
+                closed += 1
+                continue
+            call = CallSession(id=row.id, customer=customer.channel_id, caller_number=row.caller_number,
+                               queued_mono=time.monotonic())
+            self.sessions[call.id] = call
+            self.by_channel[call.customer] = call
+            known.add(call.customer)
+            bridge = next((b for b in bridges.values() if customer.channel_id in b.channel_ids), None)
+            if (row.state == "talking" and agent_leg is not None and agent_leg.channel_id in live
+                    and bridge is not None and agent_leg.channel_id in bridge.channel_ids):
+                call.state, call.agent_id, call.agent_channel = "talking", agent_leg.agent_id, agent_leg.channel_id
+                call.bridge_id = bridge.id
+                call.answered_at = row.answered_at.replace(tzinfo=UTC) if row.answered_at else None
+                if recording is not None:
+                    call.recording_id, call.recording_path = recording.id, recording.path
+                self.by_channel[agent_leg.channel_id] = call
+                known.add(agent_leg.channel_id)
+                if (agent := self.agents.get(agent_leg.agent_id or "")) is not None:
+                    self.set_agent(agent, "on_call", "recovered", call)
+                await self.pbx.watch([call.customer, agent_leg.channel_id], [bridge.id])
+            else:
+                await self.pbx.watch([call.customer], [])
+                call.answered_at = None
+                self._spawn(self._enqueue(call, front=True), f"requeue-{call.id}")
+            recovered += 1
+        for channel_id in live:
+            if channel_id not in known:
+                log.info("hanging up orphan channel %s found at resync", channel_id)
+                with contextlib.suppress(PbxError):
+                    await self.pbx.hangup(channel_id)
+        for agent in self.agents.values():
+            if agent.state in ("reserved", "ringing", "on_call") and agent.call_id not in self.sessions:
+                self.set_agent(agent, "ready", "resync")
+        return recovered, closed
+
+    def _close_stored(self, row: CallRow) -> None:
+        """A call the store thought open but the PBX no longer has: it ended while we were away."""
+        disposition = {"talking": "completed", "ivr": "ivr_hangup"}.get(row.state, "abandoned")
+        self.bus.publish(Event.of(
+            CallEnded(disposition=disposition, ended_by="pbx",  # type: ignore[arg-type]
+                      cause="ended while the engine was not connected"),
+            call_id=row.id, agent_id=row.agent_id, queue=row.queue))
+
+
+def wav_stats(path: Path) -> tuple[float | None, int | None]:
+    """Duration and size of a finished recording (None if it does not exist or is unreadable)."""
+    try:
+        size = path.stat().st_size
+        with wave.open(str(path), "rb") as wav:
+            return wav.getnframes() / float(wav.getframerate()), size
+    except (OSError, wave.Error, EOFError):
+        return None, None

@@ -1,0 +1,3 @@
+"""ccengine: telephony control plane for financial contact centers."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,230 @@
+"""``ccengine`` command line: lab, database, engine, demo, events."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import signal
+import sys
+from pathlib import Path
+
+import click
+
+from ..config import Settings, load_settings
+from ..yamlconf import ConfigError
+
+
+class Context:
+    def __init__(self, config_path: Path | None):
+        self.config_path = config_path
+        self._settings: Settings | None = None
+
+    @property
+    def settings(self) -> Settings:
+        if self._settings is None:
+            try:
+                self._settings = load_settings(self.config_path)
+            except ConfigError as exc:
+                for issue in exc.issues:
+                    click.echo(f"error: {issue}", err=True)
+                sys.exit(2)
+        return self._settings
+
+
+pass_context = click.make_pass_decorator(Context)
+
+
+@click.group()
+@click.option("-c", "--config", "config_path", type=click.Path(path_type=Path), envvar="CCENGINE_CONFIG",
+              help="engine settings (default: config/ccengine.yaml)")
+@click.option("-v", "--verbose", count=True, help="more logging (-vv for debug)")
+@click.pass_context
+def main(ctx: click.Context, config_path: Path | None, verbose: int) -> None:
+    """ccengine: telephony control plane for financial contact centers."""
+    level = logging.WARNING - 10 * verbose
+    logging.basicConfig(level=max(level, logging.DEBUG), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    ctx.obj = Context(config_path)
+
+
+@main.command("check-config")
+@pass_context
+def check_config(ctx: Context) -> None:
+    """Validate the engine settings file."""
+    settings = ctx.settings
+    click.echo(f"ok: {ctx.config_path or 'config/ccengine.yaml'} (ARI app {settings.pbx.ari.app}, "
+               f"database {settings.database.url})")
+
+
+# -- lab ----------------------------------------------------------------------------------------
+@main.group()
+def lab() -> None:
+    """The lab PBX: two real Asterisk 22 instances (pbx and peer) on loopback. Needs root."""
+
+
+def _lab(ctx: Context):  # type: ignore[no-untyped-def]
+    from ..lab.lab import Lab
+
+    return Lab(ctx.settings)
+
+
+def _lab_errors(func):  # type: ignore[no-untyped-def]
+    import functools
+
+    from ..lab.chroot import LabError
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):  # type: ignore[no-untyped-def]
+        try:
+            return func(*args, **kwargs)
+        except LabError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(1)
+
+    return wrapper
+
+
+@lab.command("up")
+@pass_context
+@_lab_errors
+def lab_up(ctx: Context) -> None:
+    """Provision (once per machine) and start the lab; idempotent."""
+    for status in _lab(ctx).up():
+        click.echo(f"{status.name}: running pid {status.pid} (AMI {status.ami_port}, HTTP/ARI {status.http_port}, "
+                   f"SIP udp {status.sip_port})")
+
+
+@lab.command("down")
+@pass_context
+@_lab_errors
+def lab_down(ctx: Context) -> None:
+    """Stop the lab instances this project started (nothing else)."""
+    stopped = _lab(ctx).down()
+    click.echo(f"stopped: {', '.join(stopped) if stopped else 'nothing was running'}")
+
+
+@lab.command("restart")
+@click.argument("instance", type=click.Choice(["pbx", "peer"]))
+@pass_context
+@_lab_errors
+def lab_restart(ctx: Context, instance: str) -> None:
+    """Restart one instance (e.g. to exercise the engine's reconnect)."""
+    _lab(ctx).restart(instance)
+    click.echo(f"{instance}: restarted")
+
+
+@lab.command("status")
+@pass_context
+def lab_status(ctx: Context) -> None:
+    """What runs, on which ports."""
+    the_lab = _lab(ctx)
+    click.echo(f"chroot {the_lab.chroot}: {'ready' if the_lab.chroot_ready() else 'not built'}")
+    for status in the_lab.status():
+        state = f"running pid {status.pid}" if status.pid else "stopped"
+        click.echo(f"{status.name}: {state} (AMI {status.ami_port}, HTTP/ARI {status.http_port}, "
+                   f"SIP udp {status.sip_port})")
+
+
+@lab.command("logs")
+@click.argument("instance", type=click.Choice(["pbx", "peer"]), default="pbx")
+@click.option("-n", "--lines", default=50, show_default=True)
+@pass_context
+def lab_logs(ctx: Context, instance: str, lines: int) -> None:
+    """Tail an instance's Asterisk log."""
+    the_lab = _lab(ctx)
+    log_file = (the_lab.pbx if instance == "pbx" else the_lab.peer).log_file
+    if not log_file.exists():
+        click.echo(f"no log yet at {log_file}", err=True)
+        sys.exit(1)
+    for line in log_file.read_text(errors="replace").splitlines()[-lines:]:
+        click.echo(line)
+
+
+@lab.command("cli")
+@click.argument("instance", type=click.Choice(["pbx", "peer"]))
+@click.argument("command", nargs=-1, required=True)
+@pass_context
+def lab_cli(ctx: Context, instance: str, command: tuple[str, ...]) -> None:
+    """Run an Asterisk CLI command, e.g. `ccengine lab cli pbx core show channels`."""
+    the_lab = _lab(ctx)
+    click.echo((the_lab.pbx if instance == "pbx" else the_lab.peer).cli(" ".join(command)), nl=False)
+
+
+# -- database -----------------------------------------------------------------------------------
+@main.group()
+def db() -> None:
+    """The engine's database (SQLite by default, PostgreSQL by URL)."""
+
+
+@db.command("upgrade")
+@click.option("--revision", default="head", show_default=True)
+@pass_context
+def db_upgrade(ctx: Context, revision: str) -> None:
+    """Apply Alembic migrations."""
+    from ..store.database import upgrade
+
+    upgrade(ctx.settings.database.url, revision)
+    click.echo(f"database at {revision}: {ctx.settings.database.url}")
+
+
+# -- engine -------------------------------------------------------------------------------------
+@main.command("run")
+@pass_context
+def run(ctx: Context) -> None:
+    """Run the engine until SIGINT/SIGTERM."""
+    from ..engine import run_engine
+
+    settings = ctx.settings
+
+    async def serve() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await run_engine(settings, stop)
+
+    logging.getLogger().setLevel(min(logging.getLogger().level, logging.INFO))
+    asyncio.run(serve())
+
+
+@main.command("demo")
+@click.option("--calls", default=12, show_default=True, help="customer calls to place")
+@click.option("--agents", default=4, show_default=True, help="agents logged in")
+@click.option("--rate", default=2.0, show_default=True, help="new calls per second")
+@click.option("--serve", is_flag=True, help="keep the engine running after the calls")
+@click.option("--seed", default=7, show_default=True)
+@pass_context
+def demo(ctx: Context, calls: int, agents: int, rate: float, serve: bool, seed: int) -> None:
+    """Start the lab and the engine, drive real calls end to end, print live state and KPIs."""
+    from ..demo import run_demo
+    from ..lab.chroot import LabError
+
+    try:
+        asyncio.run(run_demo(ctx.settings, calls=calls, agents=agents, rate=rate, serve=serve, seed=seed))
+    except LabError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+
+
+@main.command("report")
+@pass_context
+def report(ctx: Context) -> None:
+    """KPIs (offered, answered, abandoned, ASA, AHT) from the database."""
+    from ..store.database import make_engine
+    from ..store.reports import format_kpis, kpis
+
+    click.echo(format_kpis(kpis(make_engine(ctx.settings.database.url))))
+
+
+# -- events -------------------------------------------------------------------------------------
+@main.group()
+def events() -> None:
+    """The domain event catalogue."""
+
+
+@events.command("schema")
+def events_schema() -> None:
+    """Print the JSON Schema of the envelope and of every event payload."""
+    from ..core.events import json_schemas
+
+    click.echo(json.dumps(json_schemas(), indent=2))

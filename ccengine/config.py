@@ -1,0 +1,135 @@
+"""Engine settings: one YAML file, validated once at start.
+
+Relative paths in the file are resolved against the file's own directory so
+that ``ccengine -c config/ccengine.yaml`` works from any working directory.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from .yamlconf import load_model
+
+Port = Annotated[int, Field(ge=1, le=65535)]
+DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "config" / "ccengine.yaml"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class AmiSettings(_Strict):
+    host: str = "127.0.0.1"
+    port: Port = 15038
+    username: str
+    secret: str
+    ping_interval: float = Field(5.0, gt=0, description="seconds between liveness pings")
+    ping_timeout: float = Field(3.0, gt=0, description="a ping unanswered this long means half-open")
+
+
+class AriSettings(_Strict):
+    url: str = "http://127.0.0.1:18088/ari"
+    username: str
+    password: str
+    app: str = "ccengine"
+
+
+class PbxSettings(_Strict):
+    kind: str = Field("asterisk", pattern="^(asterisk)$")
+    ami: AmiSettings
+    ari: AriSettings
+    agent_dial: str = Field(
+        "PJSIP/{agent}@peer",
+        description="dial string template for an agent's phone; {agent} is the agent id",
+    )
+    event_queue_size: int = Field(10_000, ge=100)
+    reconnect_max_delay: float = Field(5.0, gt=0)
+
+
+class DatabaseSettings(_Strict):
+    url: str = "sqlite:///var/ccengine.db"
+
+
+class PathsSettings(_Strict):
+    state_dir: Path = Path("var")
+    recordings_dir: Path = Path("var/recordings")
+    sounds_dir: Path = Path("var/sounds")
+
+
+class LabInstance(_Strict):
+    ami_port: Port
+    http_port: Port
+    sip_port: Port
+    rtp_start: Port
+    rtp_end: Port
+
+
+class LabSettings(_Strict):
+    chroot_dir: Path = Path("/var/cache/ccengine/sid-chroot")
+    state_dir: Path = Path(".lab")
+    pbx: LabInstance = LabInstance(ami_port=15038, http_port=18088, sip_port=15060,
+                                   rtp_start=20000, rtp_end=20999)
+    peer: LabInstance = LabInstance(ami_port=25038, http_port=28088, sip_port=25060,
+                                    rtp_start=21000, rtp_end=21999)
+    peer_ami_username: str = "lab"
+    peer_ami_secret: str = "lab-peer-secret"
+
+
+class AgentSettings(_Strict):
+    id: str = Field(pattern=r"^[A-Za-z0-9_-]{1,40}$")
+    name: str = ""
+
+
+class FlowSettings(_Strict):
+    """The minimal inbound flow (prompt, one menu, one FIFO queue)."""
+
+    prompt: str | None = Field(None, description="media URI of the menu prompt; generated speech if unset")
+    menu_digits: str = Field("1", min_length=1)
+    menu_timeout: float = Field(5.0, gt=0)
+    menu_attempts: int = Field(2, ge=1)
+    queue: str = "general"
+    ring_timeout: int = Field(15, ge=1)
+    wrapup_seconds: float = Field(1.0, ge=0)
+    moh_class: str = "default"
+    agents: list[AgentSettings] = Field(default_factory=list)
+
+
+class Settings(_Strict):
+    pbx: PbxSettings
+    database: DatabaseSettings = DatabaseSettings()
+    paths: PathsSettings = PathsSettings()
+    lab: LabSettings = LabSettings()
+    flow: FlowSettings = FlowSettings()
+    http_port: Port = 8080
+
+    def resolved(self, base: Path) -> Settings:
+        """Return a copy whose relative paths and SQLite URL are anchored at ``base``."""
+
+        def anchor(p: Path) -> Path:
+            return p if p.is_absolute() else (base / p).resolve()
+
+        url = self.database.url
+        prefix = "sqlite:///"
+        if url.startswith(prefix) and not url.startswith(prefix + "/") and ":memory:" not in url:
+            url = prefix + str(anchor(Path(url[len(prefix):])))
+        return self.model_copy(update={
+            "database": DatabaseSettings(url=url),
+            "paths": PathsSettings(
+                state_dir=anchor(self.paths.state_dir),
+                recordings_dir=anchor(self.paths.recordings_dir),
+                sounds_dir=anchor(self.paths.sounds_dir),
+            ),
+            "lab": self.lab.model_copy(update={
+                "chroot_dir": anchor(self.lab.chroot_dir),
+                "state_dir": anchor(self.lab.state_dir),
+            }),
+        })
+
+
+def load_settings(path: str | Path | None = None) -> Settings:
+    """Load and validate settings; raises ``ConfigError`` naming file, line and key."""
+    path = Path(path) if path else DEFAULT_CONFIG
+    return load_model(path, Settings).resolved(path.resolve().parent)

@@ -1,0 +1,156 @@
+"""The engine: wires the PBX adapter, the event bus, the store and the Stasis apps.
+
+One dispatcher task consumes the adapter's event stream in order and routes
+each event to the application that owns the channel. On every (re)connect of
+the ARI link it reconciles with the PBX: calls whose channels vanished are
+closed, calls the store knows but memory does not (engine restart) are
+adopted, and strangers are hung up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from ari_apps.inbound import InboundApp
+
+from .config import Settings
+from .core.bus import EventBus
+from .core.events import EnginePbxLink, EngineResynced, Event
+from .pbx.asterisk.adapter import AsteriskAdapter
+from .pbx.protocol import (
+    ChannelEntered,
+    ChannelHungUp,
+    DtmfReceived,
+    PbxAdapter,
+    PbxDisconnected,
+    PbxError,
+    PbxEvent,
+    PbxReconnected,
+    PlaybackFinished,
+    RecordingChanged,
+)
+from .speech import synthesize
+from .store.database import make_engine, upgrade
+from .store.schema import CallRow, LegRow, RecordingRow
+from .store.writer import StoreWriter
+
+log = logging.getLogger(__name__)
+
+PROMPT_TEXT = "Welcome to Lab Bank. To speak to an adviser, press 1."
+
+
+class Engine:
+    def __init__(self, settings: Settings, pbx: PbxAdapter | None = None):
+        self.settings = settings
+        self.bus = EventBus()
+        self.db = make_engine(settings.database.url)
+        self.writer = StoreWriter(self.db, self.bus)
+        self.pbx: PbxAdapter = pbx or AsteriskAdapter(settings.pbx)
+        self.app: InboundApp | None = None
+        self._dispatcher: asyncio.Task[None] | None = None
+        self._first_sync = asyncio.Event()
+
+    def prompt_media(self) -> str:
+        """The menu prompt as a PBX media URI; generated with espeak-ng when not configured."""
+        if self.settings.flow.prompt:
+            return self.settings.flow.prompt
+        wav = synthesize(PROMPT_TEXT, self.settings.paths.sounds_dir / "welcome.wav", speed=185)
+        return f"sound:{wav.with_suffix('')}"
+
+    async def start(self) -> None:
+        settings = self.settings
+        await asyncio.to_thread(upgrade, settings.database.url)
+        settings.paths.recordings_dir.mkdir(parents=True, exist_ok=True)
+        media = await asyncio.to_thread(self.prompt_media)
+        self.app = InboundApp(self.pbx, self.bus, settings.flow, agent_dial=settings.pbx.agent_dial,
+                              prompt_media=media, recordings_dir=settings.paths.recordings_dir)
+        self.writer.start()
+        await self.pbx.start()
+        self._dispatcher = asyncio.create_task(self._dispatch(), name="engine-dispatcher")
+        await self._first_sync.wait()
+
+    async def stop(self) -> None:
+        if self._dispatcher:
+            self._dispatcher.cancel()
+            await asyncio.gather(self._dispatcher, return_exceptions=True)
+        await self.pbx.close()
+        await self.writer.close()
+        self.db.dispose()
+
+    async def _dispatch(self) -> None:
+        async for event in self.pbx.events():
+            try:
+                await self._handle(event)
+            except Exception:
+                log.exception("event %r could not be handled", event)
+
+    async def _handle(self, event: PbxEvent) -> None:
+        app = self.app
+        assert app is not None
+        if isinstance(event, ChannelEntered):
+            role = event.channel.app_args[0] if event.channel.app_args else "inbound"
+            if role == "agent":
+                app.on_agent_answered(event.channel)
+            else:
+                app.on_customer(event.channel)
+        elif isinstance(event, ChannelHungUp):
+            app.on_hangup(event.channel_id, event.cause_text)
+        elif isinstance(event, DtmfReceived):
+            app.on_dtmf(event.channel_id, event.digit)
+        elif isinstance(event, PlaybackFinished):
+            app.on_playback_finished(event.playback_id)
+        elif isinstance(event, RecordingChanged):
+            app.on_recording(event)
+        elif isinstance(event, PbxReconnected):
+            self.bus.publish(Event.of(EnginePbxLink(link=event.link, up=True, reason="connected")))  # type: ignore[arg-type]
+            if event.link == "ari":
+                await self.resync()
+        elif isinstance(event, PbxDisconnected):
+            self.bus.publish(Event.of(EnginePbxLink(link=event.link, up=False, reason=event.reason)))  # type: ignore[arg-type]
+
+    async def resync(self) -> None:
+        """Reconcile with the PBX; must run after every ARI (re)connect."""
+        app = self.app
+        assert app is not None
+        with contextlib.suppress(asyncio.TimeoutError):
+            await self.writer.flush(timeout=5)
+        try:
+            snapshot = await self.pbx.snapshot()
+        except PbxError as exc:
+            log.error("resync failed: %s", exc)
+            return
+        stored = await asyncio.to_thread(self._open_calls)
+        recovered, closed = await app.reconcile(snapshot, stored)
+        app.login_all()
+        self.bus.publish(Event.of(EngineResynced(channels=len(snapshot.channels), calls_recovered=recovered,
+                                                 calls_closed=closed)))
+        log.info("resync: %d channels, %d calls recovered, %d closed", len(snapshot.channels), recovered, closed)
+        self._first_sync.set()
+
+    def _open_calls(self) -> list[tuple[CallRow, list[LegRow], RecordingRow | None]]:
+        with Session(self.db) as session:
+            calls = session.scalars(select(CallRow).where(CallRow.ended_at.is_(None))).all()
+            result = []
+            for call in calls:
+                legs = list(session.scalars(select(LegRow).where(LegRow.call_id == call.id)
+                                            .order_by(LegRow.created_at)))
+                recording = session.scalars(select(RecordingRow).where(RecordingRow.call_id == call.id)
+                                            .order_by(RecordingRow.started_at.desc())).first()
+                result.append((call, legs, recording))
+            session.expunge_all()
+            return result
+
+
+async def run_engine(settings: Settings, stop: asyncio.Event) -> None:
+    engine = Engine(settings)
+    await engine.start()
+    log.info("engine running (ARI app %s)", settings.pbx.ari.app)
+    try:
+        await stop.wait()
+    finally:
+        await engine.stop()

@@ -1,0 +1,64 @@
+"""Traffic generator: drives the lab ``peer`` over its own AMI, the way SIPp would.
+
+Customers are originated from ``peer`` towards the switch over the PJSIP
+trunk; the switch sees a carrier call. How each customer behaves (when it
+presses which digit, how long it is willing to stay) travels as channel
+variables that ``dialplans/asterisk/peer.conf`` acts on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+from ..config import Settings
+from ..pbx.asterisk.ami import AmiClient
+
+
+@dataclass(frozen=True)
+class Customer:
+    number: str
+    dialed: str = "100"
+    digit: str = "1"
+    prompt_wait: float = 1.0
+    patience: float = 60.0
+
+
+class PeerDriver:
+    def __init__(self, settings: Settings):
+        lab = settings.lab
+        self.ami = AmiClient("127.0.0.1", lab.peer.ami_port, lab.peer_ami_username, lab.peer_ami_secret,
+                             events="call")
+
+    async def __aenter__(self) -> PeerDriver:
+        async def ignore(_up: bool, _reason: str) -> None:
+            return None
+
+        await asyncio.wait_for(self.ami.start(ignore), timeout=15)
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        await self.ami.close()
+
+    async def call(self, customer: Customer) -> None:
+        """Place one customer call (returns once the peer accepted the request)."""
+        await self.ami.action({
+            "Action": "Originate",
+            "Channel": f"PJSIP/{customer.dialed}@pbx",
+            "Context": "customer", "Exten": "s", "Priority": "1",
+            "CallerID": f'"Customer {customer.number}" <{customer.number}>',
+            "Timeout": "30000", "Async": "true",
+            "Variable": [f"PROMPT_WAIT={customer.prompt_wait:.1f}", f"DIGIT={customer.digit}",
+                         f"PATIENCE={customer.patience:.0f}"],
+        })
+
+    async def set_global(self, name: str, value: str) -> None:
+        await self.ami.action({"Action": "Setvar", "Variable": name, "Value": value})
+
+    async def agent_talk_time(self, low: float, high: float) -> None:
+        await self.set_global("AGENT_TALK_MIN", f"{int(low)}")
+        await self.set_global("AGENT_TALK_MAX", f"{int(high)}")
+
+    async def active_channels(self) -> int:
+        rows = await self.ami.action({"Action": "CoreShowChannels"}, as_list=True)
+        return sum(1 for r in rows if r.get("Event") == "CoreShowChannel")

@@ -1,0 +1,181 @@
+"""Persist every bus event and keep the call/agent projections up to date.
+
+Writes are batched and run in a worker thread so the event loop never waits
+on disk. One writer, applied in publish order, so projections are consistent
+with the event log they are derived from.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+from sqlalchemy import Engine, update
+from sqlalchemy.orm import Session
+
+from ..core.bus import EventBus, Subscription
+from ..core.events import Event
+from .schema import AgentRow, CallRow, EventRow, LegRow, RecordingRow
+
+log = logging.getLogger(__name__)
+
+Projector = Callable[[Session, Event], None]
+
+
+def _call(session: Session, event: Event) -> CallRow | None:
+    return session.get(CallRow, event.call_id) if event.call_id else None
+
+
+def _offered(session: Session, e: Event) -> None:
+    d = e.data
+    session.merge(CallRow(id=e.call_id, caller_number=d["caller_number"], caller_name=d.get("caller_name", ""),
+                          dialed=d["dialed"], state="ivr", offered_at=e.occurred_at))
+    session.flush()
+    session.merge(LegRow(channel_id=d["channel_id"], call_id=e.call_id, role="customer",
+                         created_at=e.occurred_at, answered_at=e.occurred_at))
+
+
+def _menu(session: Session, e: Event) -> None:
+    if call := _call(session, e):
+        call.menu_digit = e.data["digit"] or None
+        call.menu_at = e.occurred_at
+
+
+def _queued(session: Session, e: Event) -> None:
+    if call := _call(session, e):
+        call.state = "queued"
+        call.queue = e.data["queue"]
+        call.queued_at = call.queued_at or e.occurred_at
+
+
+def _agent_offered(session: Session, e: Event) -> None:
+    if call := _call(session, e):
+        call.agent_offered_at = e.occurred_at
+        session.merge(LegRow(channel_id=e.data["channel_id"], call_id=call.id, role="agent",
+                             agent_id=e.data["agent_id"], created_at=e.occurred_at))
+
+
+def _answered(session: Session, e: Event) -> None:
+    if call := _call(session, e):
+        call.state = "talking"
+        call.agent_id = e.data["agent_id"]
+        call.answered_at = e.occurred_at
+
+
+def _bridged(session: Session, e: Event) -> None:
+    if call := _call(session, e):
+        call.bridged_at = e.occurred_at
+        leg = session.get(LegRow, e.data["agent_channel_id"])
+        if leg is not None:
+            leg.answered_at = e.occurred_at
+
+
+def _recording_started(session: Session, e: Event) -> None:
+    session.merge(RecordingRow(id=e.data["recording_id"], call_id=e.call_id, path=e.data["path"],
+                               started_at=e.occurred_at))
+
+
+def _recording_stopped(session: Session, e: Event) -> None:
+    row = session.get(RecordingRow, e.data["recording_id"])
+    if row is not None:
+        row.ended_at = e.occurred_at
+        row.duration_seconds = e.data["duration_seconds"]
+        row.size_bytes = e.data["size_bytes"]
+
+
+def _ended(session: Session, e: Event) -> None:
+    if call := _call(session, e):
+        call.state = "ended"
+        call.ended_at = e.occurred_at
+        call.disposition = e.data["disposition"]
+        call.ended_by = e.data["ended_by"]
+        call.end_cause = e.data.get("cause") or None
+        session.execute(update(LegRow).where(LegRow.call_id == call.id, LegRow.ended_at.is_(None))
+                        .values(ended_at=e.occurred_at, end_cause=call.end_cause))
+
+
+def _agent_state(session: Session, e: Event) -> None:
+    state = e.data["state"]
+    session.merge(AgentRow(id=e.agent_id, state=state, state_since=e.occurred_at,
+                           reason=e.data.get("reason", ""),
+                           call_id=e.call_id if state in ("reserved", "ringing", "on_call", "wrapup") else None))
+    if e.data["previous"] == "wrapup" and e.call_id and (call := _call(session, e)):
+        call.wrapup_ended_at = call.wrapup_ended_at or e.occurred_at
+
+
+PROJECTORS: dict[str, Projector] = {
+    "call.offered": _offered,
+    "call.menu_selected": _menu,
+    "call.queued": _queued,
+    "call.agent_offered": _agent_offered,
+    "call.answered": _answered,
+    "call.bridged": _bridged,
+    "call.recording_started": _recording_started,
+    "call.recording_stopped": _recording_stopped,
+    "call.ended": _ended,
+    "agent.state_changed": _agent_state,
+}
+
+
+def apply_events(engine: Engine, events: list[Event]) -> None:
+    """Append ``events`` to the log and project them, in one transaction."""
+    with Session(engine) as session, session.begin():
+        for e in events:
+            session.add(EventRow(id=e.id, type=e.type, version=e.version, occurred_at=e.occurred_at,
+                                 call_id=e.call_id, agent_id=e.agent_id, queue=e.queue, data=e.data))
+            projector = PROJECTORS.get(e.type)
+            if projector is not None:
+                projector(session, e)
+                session.flush()
+
+
+class StoreWriter:
+    def __init__(self, engine: Engine, bus: EventBus, batch: int = 500):
+        self.engine = engine
+        self._subscription: Subscription = bus.subscribe("store", maxsize=100_000)
+        self._batch = batch
+        self._task: asyncio.Task[None] | None = None
+        self._idle = asyncio.Event()
+        self.written = 0
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="store-writer")
+
+    async def _run(self) -> None:
+        queue = self._subscription.queue
+        while True:
+            if queue.empty():
+                self._idle.set()
+            events = [await queue.get()]
+            self._idle.clear()
+            while len(events) < self._batch and not queue.empty():
+                events.append(queue.get_nowait())
+            try:
+                await asyncio.to_thread(apply_events, self.engine, events)
+                self.written += len(events)
+            except Exception:
+                log.exception("store write of %d events failed; retrying one by one", len(events))
+                for single in events:
+                    try:
+                        await asyncio.to_thread(apply_events, self.engine, [single])
+                        self.written += 1
+                    except Exception:
+                        log.exception("event %s (%s) could not be stored", single.id, single.type)
+
+    async def flush(self, timeout: float = 10.0) -> None:
+        """Wait until everything published so far is on disk."""
+        await asyncio.sleep(0)
+        if not self._subscription.queue.empty():
+            self._idle.clear()
+        await asyncio.wait_for(self._idle.wait(), timeout)
+
+    async def close(self) -> None:
+        try:
+            await self.flush()
+        except TimeoutError:
+            log.error("store writer did not drain before shutdown")
+        if self._task:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        self._subscription.close()
