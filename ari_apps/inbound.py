@@ -67,7 +67,7 @@ class CallSession:
     id: str
     customer: str  # channel id
     caller_number: str
-    state: str = "ivr"  # ivr | queued | ringing | talking | ended
+    state: str = "ivr"  # ivr | queued | ringing | connecting | talking | ended
     agent_id: str | None = None
     agent_channel: str | None = None
     bridge_id: str | None = None
@@ -96,6 +96,7 @@ class InboundApp:
         self.sessions: dict[str, CallSession] = {}
         self.by_channel: dict[str, CallSession] = {}
         self.playbacks: dict[str, asyncio.Future[None]] = {}
+        self.recording: dict[str, CallSession] = {}  # recorded channel → call, until the file is closed
         self._background: set[asyncio.Task[None]] = set()
 
     # -- events out ------------------------------------------------------------------------------
@@ -164,7 +165,7 @@ class InboundApp:
             future.set_result(None)
 
     def on_recording(self, event: RecordingChanged) -> None:
-        call = self.by_channel.get(event.channel_id)
+        call = self.recording.get(event.channel_id)
         if call is not None and event.state == "stopped":
             call.recording_stopped.set()
 
@@ -175,7 +176,7 @@ class InboundApp:
         if channel_id == call.customer:
             self._spawn(self.finish(call, "customer", cause), f"finish-{call.id}")
         elif channel_id == call.agent_channel:
-            if call.state == "talking":
+            if call.state in ("connecting", "talking"):
                 self._spawn(self.finish(call, "agent", cause), f"finish-{call.id}")
             elif call.agent_answered is not None and not call.agent_answered.done():
                 call.agent_answered.set_exception(PbxError(cause or "agent leg ended"))
@@ -255,8 +256,10 @@ class InboundApp:
         try:
             await self._bridge(call, agent)
         except PbxError as exc:
-            log.warning("call %s: bridging failed (%s)", call.id, exc)
-            await self.finish(call, "system", str(exc))
+            await asyncio.sleep(0.5)  # a hang-up racing the bridge arrives as an event: let it decide
+            if not call.finished:
+                log.warning("call %s: bridging failed (%s)", call.id, exc)
+                await self.finish(call, "system", str(exc))
 
     async def _agent_missed(self, call: CallSession, agent: AgentSlot, cause: str) -> None:
         """Ring-no-answer: pause the agent briefly and put the call back at the head of the queue."""
@@ -280,16 +283,20 @@ class InboundApp:
             self.set_agent(agent, "ready", "auto")
 
     async def _bridge(self, call: CallSession, agent: AgentSlot) -> None:
+        """Connect caller and agent; the call counts as answered once they can hear each other."""
         assert call.agent_channel is not None and call.queued_mono is not None
-        call.state = "talking"
-        call.answered_at = datetime.now(UTC)
+        call.state = "connecting"
         self.set_agent(agent, "on_call", call=call)
-        self.emit(CallAnswered(queue=self.queue.name, agent_id=agent.id,
-                               wait_seconds=round(time.monotonic() - call.queued_mono, 3)), call)
         with contextlib.suppress(PbxError):
             await self.pbx.stop_moh(call.customer)
         call.bridge_id = await self.pbx.create_bridge()
         await self.pbx.add_to_bridge(call.bridge_id, [call.customer, call.agent_channel])
+        if call.finished:
+            return
+        call.state = "talking"
+        call.answered_at = datetime.now(UTC)
+        self.emit(CallAnswered(queue=self.queue.name, agent_id=agent.id,
+                               wait_seconds=round(time.monotonic() - call.queued_mono, 3)), call)
         self.emit(CallBridged(bridge_id=call.bridge_id, agent_channel_id=call.agent_channel), call)
         await self._record(call)
 
@@ -298,6 +305,7 @@ class InboundApp:
         path = self.recordings_dir / day / f"{call.id}.wav"
         path.parent.mkdir(parents=True, exist_ok=True)
         call.recording_id, call.recording_path = str(uuid.uuid4()), str(path)
+        self.recording[call.customer] = call
         await self.pbx.start_recording(call.customer, str(path))
         self.emit(CallRecordingStarted(recording_id=call.recording_id, path=str(path)), call)
 
@@ -323,13 +331,13 @@ class InboundApp:
                 await self.pbx.destroy_bridge(call.bridge_id)
         talk = (datetime.now(UTC) - call.answered_at).total_seconds() if call.answered_at else None
         disposition = {"talking": "completed", "ivr": "ivr_hangup"}.get(state, "abandoned")
-        if ended_by == "pbx" and state != "talking":
+        if (ended_by == "pbx" and state != "talking") or (ended_by == "agent" and state == "connecting"):
             disposition = "failed"
         self.emit(CallEnded(disposition=disposition, ended_by=ended_by, cause=cause[:120],  # type: ignore[arg-type]
                             talk_seconds=round(talk, 3) if talk is not None else None), call)
         agent = self.agents.get(call.agent_id or "")
         if agent is not None and agent.call_id == call.id:
-            if state == "talking":
+            if state in ("connecting", "talking"):
                 self.set_agent(agent, "wrapup", "after_call_work")
                 self._spawn(self._return_after(agent, self.flow.wrapup_seconds), f"wrapup-{agent.id}")
             else:
@@ -341,6 +349,7 @@ class InboundApp:
     async def _close_recording(self, call: CallSession) -> None:
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(call.recording_stopped.wait(), 3.0)
+        self.recording.pop(call.customer, None)
         duration, size = await asyncio.to_thread(wav_stats, Path(call.recording_path or ""))
         assert call.recording_id is not None
         self.emit(CallRecordingStopped(recording_id=call.recording_id, duration_seconds=duration,
@@ -381,6 +390,7 @@ class InboundApp:
                 call.answered_at = row.answered_at.replace(tzinfo=UTC) if row.answered_at else None
                 if recording is not None:
                     call.recording_id, call.recording_path = recording.id, recording.path
+                    self.recording[call.customer] = call
                 self.by_channel[agent_leg.channel_id] = call
                 known.add(agent_leg.channel_id)
                 if (agent := self.agents.get(agent_leg.agent_id or "")) is not None:

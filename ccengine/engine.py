@@ -25,6 +25,7 @@ from .pbx.asterisk.adapter import AsteriskAdapter
 from .pbx.protocol import (
     ChannelEntered,
     ChannelHungUp,
+    ChannelLeft,
     DtmfReceived,
     PbxAdapter,
     PbxDisconnected,
@@ -100,6 +101,8 @@ class Engine:
                 app.on_customer(event.channel)
         elif isinstance(event, ChannelHungUp):
             app.on_hangup(event.channel_id, event.cause_text)
+        elif isinstance(event, ChannelLeft):
+            app.on_hangup(event.channel_id, "left the application")
         elif isinstance(event, DtmfReceived):
             app.on_dtmf(event.channel_id, event.digit)
         elif isinstance(event, PlaybackFinished):

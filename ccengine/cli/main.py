@@ -228,3 +228,7 @@ def events_schema() -> None:
     from ..core.events import json_schemas
 
     click.echo(json.dumps(json_schemas(), indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -77,8 +77,11 @@ def translate_ari(message: Json) -> PbxEvent | None:
         return ChannelEntered(now, channel_from_json(channel, list(message.get("args", []))))
     if kind == "StasisEnd":
         return ChannelLeft(now, channel["id"])
-    if kind == "ChannelDestroyed":
-        return ChannelHungUp(now, channel["id"], int(message.get("cause", 16)), message.get("cause_txt", ""))
+    if kind in ("ChannelHangupRequest", "ChannelDestroyed"):
+        # Asterisk stops sending a channel's events once it leaves the application, so
+        # ChannelDestroyed may never come: the hang-up request is the reliable signal.
+        cause = int(message.get("cause", 16))
+        return ChannelHungUp(now, channel["id"], cause, message.get("cause_txt", "") or f"cause {cause}")
     if kind == "ChannelDtmfReceived":
         return DtmfReceived(now, channel["id"], message["digit"], int(message.get("duration_ms", 0)))
     if kind == "ChannelStateChange":

@@ -1,0 +1,164 @@
+"""Fixtures for tests against the real lab PBX.
+
+One lab (pbx + peer Asterisk) is shared by the whole session: `make test`
+starts it before pytest. Each test gets its own engine process, database and
+recordings folder under var/test/ (inside the folder bind-mounted into the
+lab chroot, so Asterisk writes recordings where the test reads them).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+import pytest_asyncio
+import yaml
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
+
+from ccengine.config import Settings, load_settings
+from ccengine.lab.lab import Lab
+from ccengine.lab.traffic import PeerDriver
+from ccengine.store.database import make_engine
+from ccengine.store.schema import CallRow, EventRow
+
+ROOT = Path(__file__).resolve().parents[2]
+BASE_CONFIG = ROOT / "config" / "ccengine.yaml"
+
+
+@pytest.fixture(scope="session")
+def lab() -> Lab:
+    settings = load_settings(BASE_CONFIG)
+    the_lab = Lab(settings)
+    the_lab.up()
+    return the_lab
+
+
+class EngineProcess:
+    """`ccengine run` in a subprocess with a private database and recordings folder."""
+
+    def __init__(self, workdir: Path, agents: int, extra_flow: dict[str, object] | None = None):
+        self.workdir = workdir
+        base = yaml.safe_load(BASE_CONFIG.read_text())
+        base["database"] = {"url": f"sqlite:///{workdir / 'ccengine.db'}"}
+        base["paths"] = {"state_dir": str(workdir), "recordings_dir": str(workdir / "recordings"),
+                         "sounds_dir": str(ROOT / "var" / "sounds")}
+        base["lab"]["state_dir"] = str(ROOT / ".lab")
+        base["flow"]["agents"] = [{"id": f"agent{i}"} for i in range(1, agents + 1)]
+        base["flow"].update(extra_flow or {})
+        self.config = workdir / "ccengine.yaml"
+        self.config.write_text(yaml.safe_dump(base))
+        self.settings: Settings = load_settings(self.config)
+        self.db: Engine = make_engine(self.settings.database.url)
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 30.0) -> None:
+        synced_before = self.count_events("engine.resynced")
+        log = (self.workdir / "engine.log").open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "ccengine.cli.main", "-c", str(self.config), "run"],
+            stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
+        )
+        log.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"engine exited: {(self.workdir / 'engine.log').read_text()[-2000:]}")
+            if self.count_events("engine.resynced") > synced_before:
+                return
+            time.sleep(0.1)
+        raise RuntimeError("engine did not come up")
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self.db.dispose()
+
+    def count_events(self, event_type: str) -> int:
+        try:
+            with Session(self.db) as session:
+                return len(session.scalars(select(EventRow.seq).where(EventRow.type == event_type)).all())
+        except Exception:
+            return 0
+
+    def calls(self) -> list[CallRow]:
+        with Session(self.db) as session:
+            rows = list(session.scalars(select(CallRow).order_by(CallRow.offered_at)))
+            session.expunge_all()
+            return rows
+
+    def events(self, event_type: str | None = None) -> list[EventRow]:
+        with Session(self.db) as session:
+            query = select(EventRow).order_by(EventRow.seq)
+            if event_type:
+                query = query.where(EventRow.type == event_type)
+            rows = list(session.scalars(query))
+            session.expunge_all()
+            return rows
+
+    async def wait_for(self, predicate, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if predicate():
+                return
+            await asyncio.sleep(0.25)
+        raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}; calls: "
+                             f"{[(c.caller_number, c.state, c.disposition) for c in self.calls()]}")
+
+
+@pytest.fixture
+def workdir(request: pytest.FixtureRequest) -> Iterator[Path]:
+    path = ROOT / "var" / "test" / f"{request.node.name[:40]}-{uuid.uuid4().hex[:6]}"
+    path.mkdir(parents=True)
+    yield path
+    if os.environ.get("CCENGINE_KEEP_TEST_DATA") != "1":
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def engine_factory(lab: Lab, workdir: Path) -> Iterator[object]:
+    started: list[EngineProcess] = []
+
+    def make(agents: int = 2, **flow: object) -> EngineProcess:
+        proc = EngineProcess(workdir, agents, flow)
+        started.append(proc)
+        return proc
+
+    yield make
+    for proc in started:
+        proc.stop()
+
+
+@pytest_asyncio.fixture
+async def peer(lab: Lab) -> AsyncIterator[PeerDriver]:
+    async with PeerDriver(lab.settings) as driver:
+        await driver.agent_talk_time(3, 5)
+        yield driver
+
+
+async def pbx_channels(lab: Lab) -> list[dict[str, object]]:
+    ari = lab.settings.pbx.ari
+    async with aiohttp.ClientSession(auth=aiohttp.BasicAuth(ari.username, ari.password)) as http, \
+            http.get(f"{ari.url}/channels") as resp:
+        data: list[dict[str, object]] = await resp.json()
+        return data
