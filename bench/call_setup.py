@@ -1,0 +1,198 @@
+"""Call-setup benchmark on the lab PBX, plus the event path against panoramisk's raw parser.
+
+1. Live: the engine runs as its own process; `peer` places calls through the
+   minimal flow (prompt with barge-in → digit → FIFO → agent → bridge →
+   recording). Reports setups/s, setup latency (digit to bridged) and the
+   engine's CPU time per call, read from /proc.
+2. In-process: events/s through the adapter's dispatch path (ARI JSON and AMI
+   messages → typed events → consumer) against panoramisk's raw
+   ``Message.from_line`` parse rate measured in the same run.
+
+Run after `ccengine lab up`:  .venv/bin/python bench/call_setup.py [--calls 60 --rate 10 --agents 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+from panoramisk.message import Message
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from ccengine.config import load_settings  # noqa: E402
+from ccengine.lab.traffic import Customer, PeerDriver  # noqa: E402
+from ccengine.pbx.asterisk.adapter import AsteriskAdapter  # noqa: E402
+from ccengine.store.database import make_engine  # noqa: E402
+from ccengine.store.schema import CallRow, EventRow  # noqa: E402
+
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+
+
+async def live(calls: int, rate: float, agents: int) -> None:
+    workdir = ROOT / "var" / "bench" / "call_setup"
+    shutil.rmtree(workdir, ignore_errors=True)
+    workdir.mkdir(parents=True)
+    config = yaml.safe_load((ROOT / "config" / "ccengine.yaml").read_text())
+    config["database"] = {"url": f"sqlite:///{workdir / 'ccengine.db'}"}
+    config["paths"] = {"state_dir": str(workdir), "recordings_dir": str(workdir / "recordings"),
+                       "sounds_dir": str(ROOT / "var" / "sounds")}
+    config["lab"]["state_dir"] = str(ROOT / ".lab")
+    config["flow"]["agents"] = [{"id": f"agent{i}"} for i in range(1, agents + 1)]
+    config["flow"]["wrapup_seconds"] = 0
+    path = workdir / "ccengine.yaml"
+    path.write_text(yaml.safe_dump(config))
+    settings = load_settings(path)
+    db = make_engine(settings.database.url)
+
+    log = (workdir / "engine.log").open("w")
+    proc = subprocess.Popen([sys.executable, "-m", "ccengine.cli.main", "-c", str(path), "run"],
+                            stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+
+    def count(kind: str) -> int:
+        try:
+            with Session(db) as s:
+                return len(s.scalars(select(EventRow.seq).where(EventRow.type == kind)).all())
+        except Exception:
+            return 0
+
+    try:
+        while count("engine.resynced") == 0:
+            if proc.poll() is not None:
+                raise SystemExit("engine failed to start; see " + str(workdir / "engine.log"))
+            await asyncio.sleep(0.1)
+        async with PeerDriver(settings) as peer:
+            await peer.agent_talk_time(2, 2)
+            cpu0, wall0 = cpu_seconds(proc.pid), time.monotonic()
+            for i in range(calls):
+                await peer.call(Customer(number=f"559{i:04d}", digit="1", prompt_wait=0.2, patience=120))
+                await asyncio.sleep(1 / rate)
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline:
+                with Session(db) as s:
+                    rows = s.scalars(select(CallRow)).all()
+                if len(rows) >= calls and all(r.ended_at and r.disposition for r in rows):
+                    break
+                await asyncio.sleep(0.5)
+            wall, cpu = time.monotonic() - wall0, cpu_seconds(proc.pid) - cpu0
+    finally:
+        proc.terminate()
+        proc.wait(15)
+    with Session(db) as s:
+        rows = s.scalars(select(CallRow)).all()
+    bridged = [r for r in rows if r.bridged_at]
+    setup = [(r.bridged_at - r.menu_at).total_seconds() for r in bridged if r.menu_at]
+    first = min(r.offered_at for r in rows)
+    last_bridge = max(r.bridged_at for r in bridged)
+    span = (last_bridge - first).total_seconds()
+    print(f"live: {len(rows)} calls offered, {len(bridged)} bridged to {agents} agents, "
+          f"dispositions {sorted({r.disposition for r in rows})}")
+    print(f"  setups/s (first offer → last bridge)  {len(bridged) / span:7.2f}  (offered at {rate:.1f}/s)")
+    print(f"  setup latency digit→bridged           p50 {percentile(setup, 50) * 1000:6.0f} ms   "
+          f"p99 {percentile(setup, 99) * 1000:6.0f} ms")
+    print(f"  engine CPU                            {cpu:7.2f} s over {wall:.1f} s wall = "
+          f"{cpu / len(rows) * 1000:6.1f} ms per call ({cpu / wall * 100:.0f}% of a core)")
+
+
+def ari_messages(n: int) -> list[str]:
+    channel = {"id": "pbx-1.1", "name": "PJSIP/peer-00000001", "state": "Up",
+               "caller": {"name": "Customer", "number": "5550001"}, "connected": {"name": "", "number": ""},
+               "dialplan": {"context": "from-peer", "exten": "100", "priority": 2, "app_name": "Stasis",
+                            "app_data": "ccengine,inbound,100"},
+               "creationtime": "2026-11-26T06:00:00.000+0000", "language": "en"}
+    kinds = [
+        {"type": "ChannelDtmfReceived", "digit": "1", "duration_ms": 100, "channel": channel},
+        {"type": "ChannelStateChange", "channel": channel},
+        {"type": "PlaybackFinished", "playback": {"id": "p1", "target_uri": "channel:pbx-1.1", "state": "done"}},
+        {"type": "ChannelVarset", "variable": "X", "value": "1", "channel": channel},
+    ]
+    return [json.dumps({**kinds[i % len(kinds)], "timestamp": "2026-11-26T06:00:00.000+0000",
+                        "application": "ccengine"}) for i in range(n)]
+
+
+AMI_EVENT = ("Event: Newstate\r\nPrivilege: call,all\r\nChannel: PJSIP/peer-00000001\r\nChannelState: 6\r\n"
+             "ChannelStateDesc: Up\r\nCallerIDNum: 5550001\r\nCallerIDName: Customer\r\nConnectedLineNum: <unknown>\r\n"
+             "Language: en\r\nAccountCode: \r\nContext: from-peer\r\nExten: 100\r\nPriority: 2\r\n"
+             "Uniqueid: pbx-1.1\r\nLinkedid: pbx-1.1")
+
+
+async def event_path(n: int) -> None:
+    settings = load_settings(ROOT / "config" / "ccengine.yaml")
+    raw_ami = [AMI_EVENT] * n
+    t = time.perf_counter()
+    for line in raw_ami:
+        Message.from_line(line)
+    panoramisk_rate = n / (time.perf_counter() - t)
+
+    adapter = AsteriskAdapter(settings.pbx)
+    messages = ari_messages(n)
+
+    async def consume(expected: int) -> None:
+        seen = 0
+        async for _ in adapter.events():
+            seen += 1
+            if seen == expected:
+                return
+
+    consumer = asyncio.create_task(consume(n * 3 // 4))  # ChannelVarset is ignored by design
+    t = time.perf_counter()
+    for text in messages:
+        await adapter._on_ari(json.loads(text))
+    await consumer
+    ari_rate = n / (time.perf_counter() - t)
+
+    mixmon = ("Event: MixMonitorStart\r\nPrivilege: call,all\r\nChannel: PJSIP/peer-00000001\r\n"
+              "Uniqueid: pbx-1.1\r\nLinkedid: pbx-1.1")
+    pump = asyncio.create_task(adapter._pump_ami())
+    consumer = asyncio.create_task(consume(n))
+    t = time.perf_counter()
+    for _ in range(n):
+        adapter.ami._enqueue(Message.from_line(mixmon))
+        if adapter.ami.queue.qsize() > 1000:
+            await asyncio.sleep(0)
+    await consumer
+    ami_rate = n / (time.perf_counter() - t)
+    pump.cancel()
+    print(f"event path ({n} events each):")
+    print(f"  panoramisk Message.from_line (baseline)    {panoramisk_rate:10.0f} msg/s")
+    print(f"  ARI JSON → typed event → consumer          {ari_rate:10.0f} ev/s  ({ari_rate / panoramisk_rate:.2f}x)")
+    print(f"  AMI parse → bounded queue → typed → consumer {ami_rate:8.0f} ev/s  ({ami_rate / panoramisk_rate:.2f}x)")
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--calls", type=int, default=60)
+    parser.add_argument("--rate", type=float, default=10.0)
+    parser.add_argument("--agents", type=int, default=20)
+    parser.add_argument("--events", type=int, default=100_000)
+    parser.add_argument("--skip-live", action="store_true")
+    args = parser.parse_args()
+    await event_path(args.events)
+    if not args.skip_live:
+        await live(args.calls, args.rate, args.agents)
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
