@@ -17,9 +17,11 @@ import logging
 import time
 import uuid
 import wave
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from ccengine.acd.fifo import FifoQueue
 from ccengine.config import FlowSettings
@@ -112,7 +114,7 @@ class InboundApp:
         call_id = agent.call_id
         if state in ("ready", "not_ready", "logged_out"):
             agent.call_id = None
-        self.bus.publish(Event.of(AgentStateChanged(state=state, previous=previous, reason=reason),  # type: ignore[arg-type]
+        self.bus.publish(Event.of(AgentStateChanged(state=state, previous=previous, reason=reason),
                                   agent_id=agent.id, call_id=call_id))
         if state == "ready":
             self.queue.agent_ready(agent.id, agent.since)
@@ -120,18 +122,14 @@ class InboundApp:
         else:
             self.queue.agent_unavailable(agent.id)
 
-    def login_all(self, busy: dict[str, str] | None = None) -> None:
-        """Log configured agents in; those named in ``busy`` (agent → call) resume on that call."""
-        busy = busy or {}
+    def login_all(self) -> None:
+        """Log in every configured agent not yet logged in (agents on a recovered call stay on it)."""
         for agent in self.agents.values():
-            if agent.id in busy:
-                agent.call_id = busy[agent.id]
-                self.set_agent(agent, "on_call", "recovered")
-            elif agent.state == "logged_out":
+            if agent.state == "logged_out":
                 self.set_agent(agent, "ready", "login")
 
-    def _spawn(self, coro: object, name: str) -> asyncio.Task[None]:
-        task: asyncio.Task[None] = asyncio.create_task(coro, name=name)  # type: ignore[arg-type]
+    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
+        task: asyncio.Task[None] = asyncio.create_task(coro, name=name)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
         return task
@@ -199,8 +197,9 @@ class InboundApp:
             playback_id = str(uuid.uuid4())
             self.playbacks[playback_id] = done
             await self.pbx.play(call.customer, self.prompt_media, playback_id)
-            digit_task = asyncio.ensure_future(call.digits.get())
-            await asyncio.wait({digit_task, done}, return_when=asyncio.FIRST_COMPLETED)
+            digit_task: asyncio.Future[str] = asyncio.ensure_future(call.digits.get())
+            waiters: list[asyncio.Future[object]] = [digit_task, done]  # type: ignore[list-item]
+            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
             if not digit_task.done():
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(asyncio.shield(digit_task), self.flow.menu_timeout)
@@ -333,7 +332,7 @@ class InboundApp:
         disposition = {"talking": "completed", "ivr": "ivr_hangup"}.get(state, "abandoned")
         if (ended_by == "pbx" and state != "talking") or (ended_by == "agent" and state == "connecting"):
             disposition = "failed"
-        self.emit(CallEnded(disposition=disposition, ended_by=ended_by, cause=cause[:120],  # type: ignore[arg-type]
+        self.emit(CallEnded(disposition=disposition, ended_by=ended_by, cause=cause[:120],
                             talk_seconds=round(talk, 3) if talk is not None else None), call)
         agent = self.agents.get(call.agent_id or "")
         if agent is not None and agent.call_id == call.id:
@@ -415,7 +414,7 @@ class InboundApp:
         """A call the store thought open but the PBX no longer has: it ended while we were away."""
         disposition = {"talking": "completed", "ivr": "ivr_hangup"}.get(row.state, "abandoned")
         self.bus.publish(Event.of(
-            CallEnded(disposition=disposition, ended_by="pbx",  # type: ignore[arg-type]
+            CallEnded(disposition=disposition, ended_by="pbx",
                       cause="ended while the engine was not connected"),
             call_id=row.id, agent_id=row.agent_id, queue=row.queue))
 

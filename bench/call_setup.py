@@ -18,7 +18,6 @@ import asyncio
 import json
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 import time
@@ -32,11 +31,11 @@ from sqlalchemy.orm import Session
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from ccengine.config import load_settings  # noqa: E402
-from ccengine.lab.traffic import Customer, PeerDriver  # noqa: E402
-from ccengine.pbx.asterisk.adapter import AsteriskAdapter  # noqa: E402
-from ccengine.store.database import make_engine  # noqa: E402
-from ccengine.store.schema import CallRow, EventRow  # noqa: E402
+from ccengine.config import load_settings
+from ccengine.lab.traffic import Customer, PeerDriver
+from ccengine.pbx.asterisk.adapter import AsteriskAdapter
+from ccengine.store.database import make_engine
+from ccengine.store.schema import CallRow, EventRow
 
 TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -48,7 +47,7 @@ def cpu_seconds(pid: int) -> float:
 
 def percentile(values: list[float], p: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
 async def live(calls: int, rate: float, agents: int) -> None:

@@ -41,10 +41,11 @@ def live_line(engine: Engine, started: float, placed: int, total: int) -> str:
     assert app is not None
     calls = Counter(c.state for c in app.sessions.values())
     agents = Counter(a.state for a in app.agents.values())
+    other = sum(agents.values()) - agents["ready"] - agents["on_call"] - agents["wrapup"]
     return (f"{time.monotonic() - started:6.1f}s  placed {placed:3d}/{total:<3d} | "
             f"ivr {calls['ivr']:2d}  queued {calls['queued']:2d}  ringing {calls['ringing']:2d}  "
             f"talking {calls['talking']:2d} | agents ready {agents['ready']:2d}  on call {agents['on_call']:2d}  "
-            f"wrap-up {agents['wrapup']:2d}  other {sum(agents.values()) - agents['ready'] - agents['on_call'] - agents['wrapup']:2d}")
+            f"wrap-up {agents['wrapup']:2d}  other {other:2d}")
 
 
 async def run_demo(settings: Settings, *, calls: int, agents: int, rate: float, serve: bool, seed: int) -> None:

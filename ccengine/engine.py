@@ -110,18 +110,18 @@ class Engine:
         elif isinstance(event, RecordingChanged):
             app.on_recording(event)
         elif isinstance(event, PbxReconnected):
-            self.bus.publish(Event.of(EnginePbxLink(link=event.link, up=True, reason="connected")))  # type: ignore[arg-type]
+            self.bus.publish(Event.of(EnginePbxLink(link=event.link, up=True, reason="connected")))
             if event.link == "ari":
                 await self.resync()
         elif isinstance(event, PbxDisconnected):
-            self.bus.publish(Event.of(EnginePbxLink(link=event.link, up=False, reason=event.reason)))  # type: ignore[arg-type]
+            self.bus.publish(Event.of(EnginePbxLink(link=event.link, up=False, reason=event.reason)))
 
     async def resync(self) -> None:
         """Reconcile with the PBX; must run after every ARI (re)connect."""
         app = self.app
         assert app is not None
         with contextlib.suppress(asyncio.TimeoutError):
-            await self.writer.flush(timeout=5)
+            await self.writer.flush(within=5)
         try:
             snapshot = await self.pbx.snapshot()
         except PbxError as exc:

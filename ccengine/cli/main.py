@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, ParamSpec, TypeVar
 
 import click
 
 from ..config import Settings, load_settings
 from ..yamlconf import ConfigError
+
+if TYPE_CHECKING:
+    from ..lab.lab import Lab
 
 
 class Context:
@@ -62,19 +68,22 @@ def lab() -> None:
     """The lab PBX: two real Asterisk 22 instances (pbx and peer) on loopback. Needs root."""
 
 
-def _lab(ctx: Context):  # type: ignore[no-untyped-def]
+def _lab(ctx: Context) -> Lab:
     from ..lab.lab import Lab
 
     return Lab(ctx.settings)
 
 
-def _lab_errors(func):  # type: ignore[no-untyped-def]
-    import functools
+P = ParamSpec("P")
+R = TypeVar("R")
 
+
+def _lab_errors(func: Callable[P, R]) -> Callable[P, R]:
+    """Report lab failures as one clear line and exit 1, not a traceback."""
     from ..lab.chroot import LabError
 
     @functools.wraps(func)
-    def wrapper(*args, **kwargs):  # type: ignore[no-untyped-def]
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return func(*args, **kwargs)
         except LabError as exc:
@@ -229,6 +238,19 @@ def events_schema() -> None:
 
     click.echo(json.dumps(json_schemas(), indent=2))
 
+
+def _register_domain_groups() -> None:
+    """Command groups owned by the feature packages."""
+    from ..acd.cli import queues
+    from ..audit.cli import audit
+    from ..dialer.cli import dialer
+    from ..recording.cli import recordings
+
+    for group in (queues, dialer, recordings, audit):
+        main.add_command(group)
+
+
+_register_domain_groups()
 
 if __name__ == "__main__":
     main()

@@ -8,6 +8,7 @@ somebody else runs.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -146,7 +147,5 @@ class AsteriskInstance:
 
 
 def _reap(pid: int) -> None:
-    try:
+    with contextlib.suppress(ChildProcessError):
         os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        pass

@@ -163,12 +163,12 @@ class StoreWriter:
                     except Exception:
                         log.exception("event %s (%s) could not be stored", single.id, single.type)
 
-    async def flush(self, timeout: float = 10.0) -> None:
-        """Wait until everything published so far is on disk."""
+    async def flush(self, within: float = 10.0) -> None:
+        """Wait until everything published so far is on disk (TimeoutError after ``within`` s)."""
         await asyncio.sleep(0)
         if not self._subscription.queue.empty():
             self._idle.clear()
-        await asyncio.wait_for(self._idle.wait(), timeout)
+        await asyncio.wait_for(self._idle.wait(), within)
 
     async def close(self) -> None:
         try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import wave
 from collections import defaultdict
 from pathlib import Path
@@ -96,7 +97,7 @@ async def test_twenty_concurrent_calls_five_agents_none_stuck(engine_factory, pe
         per_agent[call.agent_id].append((call.answered_at, call.ended_at))
     for agent, spans in per_agent.items():
         spans.sort()
-        for (_, end), (start, _) in zip(spans, spans[1:], strict=False):
+        for (_, end), (start, _) in itertools.pairwise(spans):
             assert start >= end, f"{agent} double-booked"
     await asyncio.sleep(1)
     assert await pbx_channels(lab) == []

@@ -8,6 +8,7 @@ lists, recording tamper signals). Both links feed one bounded event queue.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import uuid
 from collections.abc import AsyncIterator
@@ -204,10 +205,8 @@ class AsteriskAdapter:
         await self.ari.request("POST", f"/channels/{channel_id}/answer")
 
     async def hangup(self, channel_id: str, reason: str = "normal") -> None:
-        try:
+        with contextlib.suppress(ChannelGone):
             await self.ari.request("DELETE", f"/channels/{channel_id}", params={"reason": reason})
-        except ChannelGone:
-            pass
 
     async def originate(self, request: OriginateRequest) -> str:
         channel_id = request.channel_id or str(uuid.uuid4())
@@ -228,10 +227,8 @@ class AsteriskAdapter:
         await self.ari.request("POST", f"/bridges/{bridge_id}/addChannel", params={"channel": channel_ids})
 
     async def destroy_bridge(self, bridge_id: str) -> None:
-        try:
+        with contextlib.suppress(ChannelGone):
             await self.ari.request("DELETE", f"/bridges/{bridge_id}")
-        except ChannelGone:
-            pass
 
     async def play(self, channel_id: str, media: str, playback_id: str | None = None) -> str:
         playback_id = playback_id or str(uuid.uuid4())
@@ -240,10 +237,8 @@ class AsteriskAdapter:
         return playback_id
 
     async def stop_playback(self, playback_id: str) -> None:
-        try:
+        with contextlib.suppress(ChannelGone):
             await self.ari.request("DELETE", f"/playbacks/{playback_id}")
-        except ChannelGone:
-            pass
 
     async def start_moh(self, channel_id: str, moh_class: str = "default") -> None:
         await self.ari.request("POST", f"/channels/{channel_id}/moh", params={"mohClass": moh_class})
