@@ -1,6 +1,7 @@
 """Alembic environment: runs against the URL given by ccengine (or alembic.ini)."""
 
 from alembic import context
+
 from ccengine.store.database import make_engine
 from ccengine.store.schema import Base
 

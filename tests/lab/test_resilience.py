@@ -28,9 +28,13 @@ async def test_pbx_restart_mid_traffic_reconnects_resyncs_and_serves(engine_fact
     await asyncio.to_thread(lab.restart, "pbx")
     await engine.wait_for(lambda: engine.count_events("engine.resynced") >= 2, 30, "the engine to resync")
     await engine.wait_for(lambda: all(c.ended_at for c in engine.calls()), 30, "in-flight calls to be closed")
-    links = [(e.data["link"], e.data["up"]) for e in engine.events("engine.pbx_link")]
-    assert ("ari", False) in links and links.count(("ari", True)) >= 2
-    assert ("ami", False) in links and links.count(("ami", True)) >= 2
+
+    def links() -> list[tuple[str, bool]]:
+        return [(e.data["link"], e.data["up"]) for e in engine.events("engine.pbx_link")]
+
+    await engine.wait_for(lambda: links().count(("ami", True)) >= 2, 15, "AMI to reconnect")
+    assert ("ari", False) in links() and links().count(("ari", True)) >= 2
+    assert ("ami", False) in links()
 
     await peer.agent_talk_time(2, 3)
     await peer.call(Customer(number="5553100", prompt_wait=0.5, patience=60))
