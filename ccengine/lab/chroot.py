@@ -35,7 +35,7 @@ def _uris_from_deb822(text: str) -> list[str]:
         )
         if "deb" not in fields.get("types", "").split():
             continue
-        if "security" in fields.get("suites", ""):
+        if "security" in fields.get("suites", "") or fields.get("enabled", "yes").lower() == "no":
             continue
         uris.extend(fields.get("uris", "").split())
     return uris
@@ -44,10 +44,10 @@ def _uris_from_deb822(text: str) -> list[str]:
 def _uris_from_list(text: str) -> list[str]:
     uris = []
     for line in text.splitlines():
-        parts = line.split("#", 1)[0].split()
+        parts = re.sub(r"\[[^\]]*\]", " ", line.split("#", 1)[0]).split()
         if not parts or parts[0] != "deb":
             continue
-        parts = [p for p in parts[1:] if not p.startswith("[")]
+        parts = parts[1:]
         if len(parts) >= 2 and "security" not in parts[1]:
             uris.append(parts[0])
     return uris

@@ -21,7 +21,7 @@ from pathlib import Path
 from ..config import LabInstance
 from .chroot import LabError
 
-_PLACEHOLDER = re.compile(r"\{\{\s*([a-z_]+)\s*\}\}")
+_PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z0-9_]+)\s*\}\}")
 ASTERISK = "/usr/sbin/asterisk"
 
 

@@ -10,7 +10,7 @@ Definitions (per queue-industry usage):
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
@@ -44,7 +44,7 @@ def kpis(engine: Engine, since: datetime | None = None) -> Kpis:
     with Session(engine) as session:
         query = select(CallRow)
         if since is not None:
-            query = query.where(CallRow.offered_at >= since)
+            query = query.where(CallRow.offered_at >= since.astimezone(UTC))
         calls = session.scalars(query).all()
     answered = [c for c in calls if c.answered_at is not None]
     waits = [w for c in answered if (w := _seconds(c.queued_at, c.answered_at)) is not None]

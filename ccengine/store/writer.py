@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import UTC
 from collections.abc import Callable
 
 from sqlalchemy import Engine, update
@@ -122,6 +123,8 @@ def apply_events(engine: Engine, events: list[Event]) -> None:
     """Append ``events`` to the log and project them, in one transaction."""
     with Session(engine) as session, session.begin():
         for e in events:
+            # SQLite keeps no offset: normalise to UTC so every stored instant compares correctly
+            e = e.model_copy(update={"occurred_at": e.occurred_at.astimezone(UTC)})
             session.add(EventRow(id=e.id, type=e.type, version=e.version, occurred_at=e.occurred_at,
                                  call_id=e.call_id, agent_id=e.agent_id, queue=e.queue, data=e.data))
             projector = PROJECTORS.get(e.type)

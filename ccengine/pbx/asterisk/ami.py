@@ -69,6 +69,7 @@ class AmiClient:
         self._max_backoff = max_backoff
         self.queue: asyncio.Queue[AmiEvent] = asyncio.Queue(maxsize=queue_size)
         self.dropped = 0
+        self._overflowed = False  # since the current connection was made
         self.reconnects = 0
         self._manager: _SupervisedManager | None = None
         self._lost = asyncio.Event()
@@ -98,6 +99,7 @@ class AmiClient:
             self.queue.put_nowait(event)
         except asyncio.QueueFull:
             self.dropped += 1
+            self._overflowed = True
             if self.dropped == 1 or self.dropped % 1000 == 0:
                 log.error("AMI event queue full: %d events dropped, forcing resync", self.dropped)
             self._lost.set()
@@ -122,6 +124,7 @@ class AmiClient:
         delay = 0.1
         while True:
             self._lost.clear()
+            self._overflowed = False
             try:
                 await self._connect_once()
             except asyncio.CancelledError:
@@ -149,7 +152,7 @@ class AmiClient:
         while True:
             try:
                 await asyncio.wait_for(self._lost.wait(), timeout=self._ping_interval)
-                return "connection lost" if not self.dropped else "event queue overflow"
+                return "event queue overflow" if self._overflowed else "connection lost"
             except TimeoutError:
                 pass
             try:
