@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import UTC
 from collections.abc import Callable
+from datetime import UTC
 
 from sqlalchemy import Engine, update
 from sqlalchemy.orm import Session
