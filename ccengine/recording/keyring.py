@@ -37,6 +37,8 @@ from typing import Protocol, runtime_checkable
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from .fileio import fsync_dir
+
 KEY_BYTES = 32
 _NONCE_BYTES = 12
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
@@ -174,7 +176,7 @@ def _write_private(path: Path, data: bytes) -> None:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
         raise
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
 
 
 def _read_private(path: Path) -> bytes:
@@ -184,12 +186,6 @@ def _read_private(path: Path) -> bytes:
     return path.read_bytes()
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _shred_file(path: Path) -> None:
@@ -200,7 +196,7 @@ def _shred_file(path: Path) -> None:
         fh.flush()
         os.fsync(fh.fileno())
     path.unlink()
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
 
 
 def _tombstone(path: Path, what: str, reason: str) -> None:

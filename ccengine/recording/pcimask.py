@@ -11,13 +11,14 @@ Window edges are rounded outwards to whole frames: masking a little more is safe
 
 from __future__ import annotations
 
-import io
 import math
 import re
 import struct
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import BinaryIO
+
+from .fileio import ChunkStream
 
 _PCM_GUID_TAIL = bytes.fromhex("000000001000800000aa00389b71")
 _BLOCK = 1 << 18
@@ -147,33 +148,12 @@ def mask_wav(src: BinaryIO, dst: BinaryIO, windows: Sequence[tuple[float, float]
     return written
 
 
-class MaskedReader(io.RawIOBase):
+class MaskedReader(ChunkStream):
     """File-like masked view of a WAV (lets the vault mask while it encrypts, in one pass)."""
 
     def __init__(self, src: BinaryIO, windows: Sequence[tuple[float, float]]) -> None:
-        super().__init__()
-        self._it = iter_masked_wav(src, windows)
-        self._buf = b""
-        self._pos = 0
+        super().__init__(iter_masked_wav(src, windows))
 
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
-        while self._pos >= len(self._buf):
-            nxt = next(self._it, None)
-            if nxt is None:
-                return 0
-            self._buf, self._pos = nxt, 0
-        n = min(len(buffer), len(self._buf) - self._pos)
-        buffer[:n] = self._buf[self._pos : self._pos + n]
-        self._pos += n
-        return n
-
-
-# --------------------------------------------------------------------------- PAN scanner
-
-# A run of digits where single spaces or dashes may separate digits ("4111 1111-1111 1111").
 _RUN = re.compile(r"\d(?:[ \-]?\d)*")
 _SEP = re.compile(r"[ \-]")
 

@@ -41,6 +41,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from .fileio import ChunkStream
 from .keyring import KeyDestroyedError, KeyRingError, KeyWrapper, WrappedKey
 
 MAGIC = b"CCSTRM"
@@ -356,7 +357,7 @@ def unwrap_data_key(header: StreamHeader, wrapper: KeyWrapper) -> bytes:
         raise KeyUnwrapError(f"data key unwrap failed: {exc}") from exc
 
 
-class DecryptingReader(io.RawIOBase):
+class DecryptingReader(ChunkStream):
     """Readable plaintext view of an encrypted stream; authenticates as it goes.
 
     The header is parsed, its key unwrapped and its MAC checked in the constructor, so a bad key or
@@ -391,22 +392,6 @@ class DecryptingReader(io.RawIOBase):
         self._aead = AESGCM(enc_key)
         self._aad = hashlib.sha256(self.header.raw).digest()
         self._chunks = self._iter_chunks()
-        self._buf = b""
-        self._pos = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
-        while self._pos >= len(self._buf):
-            nxt = next(self._chunks, None)
-            if nxt is None:
-                return 0
-            self._buf, self._pos = nxt, 0
-        n = min(len(buffer), len(self._buf) - self._pos)
-        buffer[:n] = self._buf[self._pos : self._pos + n]
-        self._pos += n
-        return n
 
     def iter_chunks(self) -> Iterator[bytes]:
         """Plaintext chunk by chunk (faster than ``read`` when copying whole streams)."""

@@ -32,6 +32,7 @@ from typing import BinaryIO
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from .fileio import fsync_dir
 from .keyring import FileKeyRing, FileKeyStore, KeyRing, KeyRingError, StaticKeyWrapper, validate_id
 from .manifest import (
     ChainEntry,
@@ -123,12 +124,6 @@ def _hash_file(path: Path) -> tuple[str, int]:
     return h.hexdigest(), size
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class Vault:
@@ -257,7 +252,7 @@ class Vault:
             _write_atomic(
                 rdir / MANIFEST_FILE, json.dumps(signed.to_json(), indent=2, sort_keys=True).encode()
             )
-            _fsync_dir(rdir)
+            fsync_dir(rdir)
             entry = self.chain.append(signed)
         except BaseException:
             for h in (pt_hash, ct_hash):
@@ -268,7 +263,7 @@ class Vault:
                 self.keystore.discard(rid)
             raise
         plaintext_path.unlink()
-        _fsync_dir(plaintext_path.parent)
+        fsync_dir(plaintext_path.parent)
         return SealedRecord(manifest, entry.seq, rdir / DATA_FILE)
 
     # ------------------------------------------------------------------ read
