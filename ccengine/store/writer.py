@@ -140,7 +140,6 @@ class StoreWriter:
         self._batch = batch
         self._task: asyncio.Task[None] | None = None
         self._idle = asyncio.Event()
-        self.written = 0
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="store-writer")
@@ -156,13 +155,11 @@ class StoreWriter:
                 events.append(queue.get_nowait())
             try:
                 await asyncio.to_thread(apply_events, self.engine, events)
-                self.written += len(events)
             except Exception:
                 log.exception("store write of %d events failed; retrying one by one", len(events))
                 for single in events:
                     try:
                         await asyncio.to_thread(apply_events, self.engine, [single])
-                        self.written += 1
                     except Exception:
                         log.exception("event %s (%s) could not be stored", single.id, single.type)
 

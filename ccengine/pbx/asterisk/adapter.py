@@ -116,7 +116,6 @@ class AsteriskAdapter:
         self._events: asyncio.Queue[PbxEvent] = asyncio.Queue(maxsize=settings.event_queue_size)
         self._names: dict[str, str] = {}
         self._ami_pump: asyncio.Task[None] | None = None
-        self.events_dispatched = 0
 
     async def start(self) -> None:
         await self.ami.start(self._link("ami"), wait=False)
@@ -156,7 +155,6 @@ class AsteriskAdapter:
     async def events(self) -> AsyncIterator[PbxEvent]:
         while True:
             event = await self._events.get()
-            self.events_dispatched += 1
             yield event
 
     # -- reconciliation -------------------------------------------------------------------------
