@@ -1,7 +1,8 @@
-"""Stasis application ``inbound``: the spine's minimal customer journey.
+"""Stasis application ``inbound``: the customer journey from the carrier to an agent.
 
-prompt → one DTMF menu → FIFO queue with hold music → agent phone rung →
-caller and agent bridged and recorded (MixMonitor) → hang-up → agent wrap-up.
+prompt → DTMF menu choosing a queue → ACD (skills routing, hold music,
+announcements, overflow) → agent phone rung → caller and agent bridged and
+recorded (MixMonitor) → hang-up → agent wrap-up.
 
 Each call is a :class:`CallSession`: one task walks the journey; hang-ups,
 DTMF and playback completions arrive from the engine's dispatcher. Whatever
@@ -23,13 +24,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from ccengine.acd.fifo import FifoQueue
+from ccengine.acd.router import Reservation
+from ccengine.acd.service import Acd
 from ccengine.config import FlowSettings
 from ccengine.core.bus import EventBus
 from ccengine.core.events import (
-    AgentStateChanged,
     CallAgentNoAnswer,
     CallAgentOffered,
+    CallAnnounced,
     CallAnswered,
     CallBridged,
     CallEnded,
@@ -53,23 +55,13 @@ from ccengine.store.schema import CallRow, LegRow, RecordingRow
 
 log = logging.getLogger(__name__)
 
-RONA_PAUSE = 10.0  # seconds an agent who let a call ring out stays unavailable
-
-
-@dataclass
-class AgentSlot:
-    id: str
-    state: str = "logged_out"
-    call_id: str | None = None
-    since: float = field(default_factory=time.monotonic)
-
-
 @dataclass
 class CallSession:
     id: str
     customer: str  # channel id
     caller_number: str
     state: str = "ivr"  # ivr | queued | ringing | connecting | talking | ended
+    queue_id: str | None = None
     agent_id: str | None = None
     agent_channel: str | None = None
     bridge_id: str | None = None
@@ -80,21 +72,23 @@ class CallSession:
     task: asyncio.Task[None] | None = None
     digits: asyncio.Queue[str] = field(default_factory=asyncio.Queue)
     agent_answered: asyncio.Future[None] | None = None
+    announcement: str | None = None  # playback id of a position announcement in progress
     recording_stopped: asyncio.Event = field(default_factory=asyncio.Event)
     finished: bool = False
 
 
 class InboundApp:
-    def __init__(self, pbx: PbxAdapter, bus: EventBus, flow: FlowSettings, *, agent_dial: str,
+    def __init__(self, pbx: PbxAdapter, bus: EventBus, flow: FlowSettings, acd: Acd, *, agent_dial: str,
                  prompt_media: str, recordings_dir: Path):
         self.pbx = pbx
         self.bus = bus
         self.flow = flow
+        self.acd = acd
+        acd.offer = self._on_offer
+        acd.announce = self._on_announce
         self.agent_dial = agent_dial
         self.prompt_media = prompt_media
         self.recordings_dir = recordings_dir
-        self.queue = FifoQueue(flow.queue)
-        self.agents: dict[str, AgentSlot] = {a.id: AgentSlot(a.id) for a in flow.agents}
         self.sessions: dict[str, CallSession] = {}
         self.by_channel: dict[str, CallSession] = {}
         self.playbacks: dict[str, asyncio.Future[None]] = {}
@@ -103,30 +97,9 @@ class InboundApp:
 
     # -- events out ------------------------------------------------------------------------------
     def emit(self, payload: Payload, call: CallSession | None = None, agent_id: str | None = None) -> None:
-        queue = self.queue.name if call is not None and call.state != "ivr" else None
+        queue = call.queue_id if call is not None else None
         self.bus.publish(Event.of(payload, call_id=call.id if call else None,
                                   agent_id=agent_id or (call.agent_id if call else None), queue=queue))
-
-    def set_agent(self, agent: AgentSlot, state: str, reason: str = "", call: CallSession | None = None) -> None:
-        previous, agent.state, agent.since = agent.state, state, time.monotonic()
-        if state in ("reserved", "ringing", "on_call") and call is not None:
-            agent.call_id = call.id
-        call_id = agent.call_id
-        if state in ("ready", "not_ready", "logged_out"):
-            agent.call_id = None
-        self.bus.publish(Event.of(AgentStateChanged(state=state, previous=previous, reason=reason),
-                                  agent_id=agent.id, call_id=call_id))
-        if state == "ready":
-            self.queue.agent_ready(agent.id, agent.since)
-            self.dispatch()
-        else:
-            self.queue.agent_unavailable(agent.id)
-
-    def login_all(self) -> None:
-        """Log in every configured agent not yet logged in (agents on a recovered call stay on it)."""
-        for agent in self.agents.values():
-            if agent.state == "logged_out":
-                self.set_agent(agent, "ready", "login")
 
     def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
         task: asyncio.Task[None] = asyncio.create_task(coro, name=name)
@@ -185,7 +158,7 @@ class InboundApp:
             await self.pbx.answer(call.customer)
             digit, attempts = await self._menu(call)
             self.emit(CallMenuSelected(digit=digit, attempts=attempts, fallback=digit == ""), call)
-            await self._enqueue(call)
+            await self._enqueue(call, self.flow.menu.get(digit, self.flow.default_queue))
         except PbxError as exc:
             log.info("call %s: PBX request failed in IVR (%s)", call.id, exc)
             await self.finish(call, "system", str(exc))
@@ -208,84 +181,117 @@ class InboundApp:
                 digit = digit_task.result()
                 if not done.done():
                     await self.pbx.stop_playback(playback_id)
-                if digit in self.flow.menu_digits:
+                if digit in self.flow.menu:
                     return digit, attempt
             else:
                 digit_task.cancel()
         return "", self.flow.menu_attempts
 
-    async def _enqueue(self, call: CallSession, *, front: bool = False) -> None:
-        call.state = "queued"
+    def _moh_class(self, queue_id: str) -> str:
+        queue = self.acd.config.queues.get(queue_id)
+        return queue.music_on_hold if queue else "default"
+
+    async def _enqueue(self, call: CallSession, queue_id: str) -> None:
+        """Hand the call to the ACD; it may reserve an agent at once (``_on_offer``)."""
+        call.state, call.queue_id = "queued", queue_id
         if call.queued_mono is None:
             call.queued_mono = time.monotonic()
-        await self.pbx.start_moh(call.customer, self.flow.moh_class)
-        position = self.queue.enqueue(call.id, front=front)
-        self.emit(CallQueued(queue=self.queue.name, position=position), call)
-        self.dispatch()
+        await self.pbx.start_moh(call.customer, self._moh_class(queue_id))
+        if call.finished:
+            return
+        position = self.acd.enqueue(call.id, queue_id)
+        self.emit(CallQueued(queue=queue_id, position=position), call)
 
-    def dispatch(self) -> None:
-        for call_id, agent_id in self.queue.match():
-            call = self.sessions.get(call_id)
-            agent = self.agents[agent_id]
-            if call is None or call.finished:
-                self.queue.agent_ready(agent.id, agent.since)
-                continue
-            call.state = "ringing"
-            self.set_agent(agent, "reserved", call=call)
-            self._spawn(self._connect(call, agent), f"connect-{call.id}")
+    def _on_offer(self, reservation: Reservation) -> None:
+        call = self.sessions.get(reservation.contact_id)
+        if call is None or call.finished:
+            self.acd.abandon(reservation.contact_id)
+            return
+        call.state, call.queue_id = "ringing", reservation.queue_id
+        self._spawn(self._connect(call, reservation), f"connect-{call.id}")
 
-    async def _connect(self, call: CallSession, agent: AgentSlot) -> None:
+    def _on_announce(self, call_id: str, position: int, estimated_wait: float | None) -> None:
+        call = self.sessions.get(call_id)
+        if call is not None and call.state == "queued" and call.announcement is None:
+            self._spawn(self._announce(call, position, estimated_wait), f"announce-{call_id}")
+
+    async def _announce(self, call: CallSession, position: int, estimated_wait: float | None) -> None:
+        """Tell a waiting caller their position (and wait), then resume the queue's hold music."""
+        queue = self.acd.config.queues.get(call.queue_id or "")
+        media = []
+        if queue is None or queue.announcements.position:
+            media += ["sound:queue-thereare", f"number:{position}", "sound:queue-callswaiting"]
+        if estimated_wait is not None and queue is not None and queue.announcements.estimated_wait:
+            minutes = max(1, round(estimated_wait / 60))
+            media += ["sound:queue-holdtime", f"number:{minutes}", "sound:queue-minutes"]
+        if not media:
+            return
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        call.announcement = str(uuid.uuid4())
+        self.playbacks[call.announcement] = done
+        try:
+            await self.pbx.stop_moh(call.customer)
+            await self.pbx.play(call.customer, ",".join(media), call.announcement)
+            self.emit(CallAnnounced(position=position, estimated_wait_seconds=estimated_wait), call)
+            await asyncio.wait_for(done, 30)
+            if call.state == "queued" and call.queue_id:
+                await self.pbx.start_moh(call.customer, self._moh_class(call.queue_id))
+        except (TimeoutError, PbxError) as exc:
+            log.debug("call %s: announcement cut short (%s)", call.id, exc)
+        finally:
+            self.playbacks.pop(call.announcement, None)
+            call.announcement = None
+
+    async def _connect(self, call: CallSession, reservation: Reservation) -> None:
+        agent_id = reservation.agent_id
         channel_id = str(uuid.uuid4())
-        call.agent_id, call.agent_channel = agent.id, channel_id
+        call.agent_id, call.agent_channel = agent_id, channel_id
         call.agent_answered = asyncio.get_running_loop().create_future()
         self.by_channel[channel_id] = call
-        self.emit(CallAgentOffered(queue=self.queue.name, agent_id=agent.id, channel_id=channel_id), call)
-        self.set_agent(agent, "ringing", call=call)
+        self.emit(CallAgentOffered(queue=reservation.queue_id, agent_id=agent_id, channel_id=channel_id), call)
+        self.acd.ringing(reservation)
         try:
             await self.pbx.originate(OriginateRequest(
-                endpoint=self.agent_dial.format(agent=agent.id), app_args=("agent", call.id),
+                endpoint=self.agent_dial.format(agent=agent_id), app_args=("agent", call.id),
                 caller_id=call.caller_number, timeout=self.flow.ring_timeout, channel_id=channel_id))
             await asyncio.wait_for(call.agent_answered, self.flow.ring_timeout + 5)
         except (TimeoutError, PbxError) as exc:
-            await self._agent_missed(call, agent, str(exc) or "no answer")
+            await self._agent_missed(call, reservation, str(exc) or "no answer")
             return
         if call.finished:
             await self.pbx.hangup(channel_id)
             return
         try:
-            await self._bridge(call, agent)
+            await self._bridge(call, reservation)
         except PbxError as exc:
             await asyncio.sleep(0.5)  # a hang-up racing the bridge arrives as an event: let it decide
             if not call.finished:
                 log.warning("call %s: bridging failed (%s)", call.id, exc)
                 await self.finish(call, "system", str(exc))
 
-    async def _agent_missed(self, call: CallSession, agent: AgentSlot, cause: str) -> None:
-        """Ring-no-answer: pause the agent briefly and put the call back at the head of the queue."""
+    async def _agent_missed(self, call: CallSession, reservation: Reservation, cause: str) -> None:
+        """Ring-no-answer: the ACD pauses the agent and puts the call back at its original place."""
         self.by_channel.pop(call.agent_channel or "", None)
         if call.agent_channel:
             await self.pbx.hangup(call.agent_channel)
-        self.emit(CallAgentNoAnswer(agent_id=agent.id, cause=cause[:120]), call)
+        self.emit(CallAgentNoAnswer(agent_id=reservation.agent_id, cause=cause[:120]), call)
         call.agent_id = call.agent_channel = None
         call.agent_answered = None
-        self.set_agent(agent, "not_ready", "ring_no_answer")
-        self._spawn(self._return_after(agent, RONA_PAUSE), f"rona-{agent.id}")
-        if not call.finished:
-            call.state = "queued"
-            position = self.queue.enqueue(call.id, front=True)
-            self.emit(CallQueued(queue=self.queue.name, position=position), call)
-            self.dispatch()
+        if call.finished:
+            return
+        call.state = "queued"
+        self.acd.missed(reservation)
+        if call.state == "queued":
+            self.emit(CallQueued(queue=call.queue_id or reservation.queue_id,
+                                 position=self.acd.position(call.id)), call)
 
-    async def _return_after(self, agent: AgentSlot, delay: float) -> None:
-        await asyncio.sleep(delay)
-        if agent.state in ("not_ready", "wrapup"):
-            self.set_agent(agent, "ready", "auto")
-
-    async def _bridge(self, call: CallSession, agent: AgentSlot) -> None:
+    async def _bridge(self, call: CallSession, reservation: Reservation) -> None:
         """Connect caller and agent; the call counts as answered once they can hear each other."""
         assert call.agent_channel is not None and call.queued_mono is not None
         call.state = "connecting"
-        self.set_agent(agent, "on_call", call=call)
+        self.acd.answered(reservation)
+        if call.announcement:
+            await self.pbx.stop_playback(call.announcement)
         with contextlib.suppress(PbxError):
             await self.pbx.stop_moh(call.customer)
         call.bridge_id = await self.pbx.create_bridge()
@@ -294,7 +300,7 @@ class InboundApp:
             return
         call.state = "talking"
         call.answered_at = datetime.now(UTC)
-        self.emit(CallAnswered(queue=self.queue.name, agent_id=agent.id,
+        self.emit(CallAnswered(queue=reservation.queue_id, agent_id=reservation.agent_id,
                                wait_seconds=round(time.monotonic() - call.queued_mono, 3)), call)
         self.emit(CallBridged(bridge_id=call.bridge_id, agent_channel_id=call.agent_channel), call)
         await self._record(call)
@@ -317,9 +323,13 @@ class InboundApp:
         state, call.state = call.state, "ended"
         if call.task is not None and call.task is not asyncio.current_task():
             call.task.cancel()
-        self.queue.remove(call.id)
         if call.agent_answered is not None and not call.agent_answered.done():
             call.agent_answered.cancel()
+        talk = (datetime.now(UTC) - call.answered_at).total_seconds() if call.answered_at else None
+        if state in ("connecting", "talking") and call.agent_id:
+            self.acd.finished(call.agent_id, call.id, talk)
+        elif state != "ivr":
+            self.acd.abandon(call.id)
         for channel in (call.customer, call.agent_channel):
             if channel:
                 self.by_channel.pop(channel, None)
@@ -328,19 +338,11 @@ class InboundApp:
         if call.bridge_id:
             with contextlib.suppress(PbxError):
                 await self.pbx.destroy_bridge(call.bridge_id)
-        talk = (datetime.now(UTC) - call.answered_at).total_seconds() if call.answered_at else None
         disposition = {"talking": "completed", "ivr": "ivr_hangup"}.get(state, "abandoned")
         if (ended_by == "pbx" and state != "talking") or (ended_by == "agent" and state == "connecting"):
             disposition = "failed"
         self.emit(CallEnded(disposition=disposition, ended_by=ended_by, cause=cause[:120],
                             talk_seconds=round(talk, 3) if talk is not None else None), call)
-        agent = self.agents.get(call.agent_id or "")
-        if agent is not None and agent.call_id == call.id:
-            if state in ("connecting", "talking"):
-                self.set_agent(agent, "wrapup", "after_call_work")
-                self._spawn(self._return_after(agent, self.flow.wrapup_seconds), f"wrapup-{agent.id}")
-            else:
-                self.set_agent(agent, "ready", "call_abandoned")
         if call.recording_id:
             await self._close_recording(call)
         self.sessions.pop(call.id, None)
@@ -392,22 +394,20 @@ class InboundApp:
                     self.recording[call.customer] = call
                 self.by_channel[agent_leg.channel_id] = call
                 known.add(agent_leg.channel_id)
-                if (agent := self.agents.get(agent_leg.agent_id or "")) is not None:
-                    self.set_agent(agent, "on_call", "recovered", call)
+                call.queue_id = row.queue
+                if agent_leg.agent_id:
+                    self.acd.occupied(agent_leg.agent_id, call.id)
                 await self.pbx.watch([call.customer, agent_leg.channel_id], [bridge.id])
             else:
                 await self.pbx.watch([call.customer], [])
                 call.answered_at = None
-                self._spawn(self._enqueue(call, front=True), f"requeue-{call.id}")
+                self._spawn(self._enqueue(call, row.queue or self.flow.default_queue), f"requeue-{call.id}")
             recovered += 1
         for channel_id in live:
             if channel_id not in known:
                 log.info("hanging up orphan channel %s found at resync", channel_id)
                 with contextlib.suppress(PbxError):
                     await self.pbx.hangup(channel_id)
-        for agent in self.agents.values():
-            if agent.state in ("reserved", "ringing", "on_call") and agent.call_id not in self.sessions:
-                self.set_agent(agent, "ready", "resync")
         return recovered, closed
 
     def _close_stored(self, row: CallRow) -> None:

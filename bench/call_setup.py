@@ -32,6 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from ccengine.config import load_settings
+from ccengine.lab.queues import write_general_queue
 from ccengine.lab.traffic import Customer, PeerDriver
 from ccengine.pbx.asterisk.adapter import AsteriskAdapter
 from ccengine.store.database import make_engine
@@ -59,8 +60,8 @@ async def live(calls: int, rate: float, agents: int) -> None:
     config["paths"] = {"state_dir": str(workdir), "recordings_dir": str(workdir / "recordings"),
                        "sounds_dir": str(ROOT / "var" / "sounds")}
     config["lab"]["state_dir"] = str(ROOT / ".lab")
-    config["flow"]["agents"] = [{"id": f"agent{i}"} for i in range(1, agents + 1)]
-    config["flow"]["wrapup_seconds"] = 0
+    config["acd"]["queues"] = str(write_general_queue(workdir / "queues.yaml", agents, wrap_up=0))
+    config["flow"]["menu"] = {"1": "general"}
     path = workdir / "ccengine.yaml"
     path.write_text(yaml.safe_dump(config))
     settings = load_settings(path)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from .yamlconf import load_model
 
@@ -78,23 +78,30 @@ class LabSettings(_Strict):
     peer_ami_secret: str = "lab-peer-secret"
 
 
-class AgentSettings(_Strict):
-    id: str = Field(pattern=r"^[A-Za-z0-9_-]{1,40}$")
-    name: str = ""
-
-
 class FlowSettings(_Strict):
-    """The minimal inbound flow (prompt, one menu, one FIFO queue)."""
+    """The inbound journey before the ACD: prompt and one DTMF menu choosing a queue."""
 
     prompt: str | None = Field(None, description="media URI of the menu prompt; generated speech if unset")
-    menu_digits: str = Field("1", min_length=1)
+    menu: dict[str, str] = Field(default_factory=lambda: {"1": "general"},
+                                 description="DTMF digit → queue id")
+    default_queue: str = Field("general", description="queue for callers who press nothing valid")
     menu_timeout: float = Field(5.0, gt=0)
     menu_attempts: int = Field(2, ge=1)
-    queue: str = "general"
     ring_timeout: int = Field(15, ge=1)
-    wrapup_seconds: float = Field(1.0, ge=0)
-    moh_class: str = "default"
-    agents: list[AgentSettings] = Field(default_factory=list)
+
+    @field_validator("menu")
+    @classmethod
+    def _digits(cls, menu: dict[str, str]) -> dict[str, str]:
+        bad = [d for d in menu if len(d) != 1 or d not in "0123456789*#"]
+        if bad:
+            raise ValueError(f"menu keys must be single DTMF digits, not {bad}")
+        return menu
+
+
+class AcdSettings(_Strict):
+    queues: Path = Field(Path("queues.yaml"), description="queue/agent definitions: a file or a folder")
+    rona_pause: float | None = Field(10.0, ge=0, description="seconds before an agent who missed a call "
+                                                             "is made ready again; null = stays not ready")
 
 
 class Settings(_Strict):
@@ -103,6 +110,7 @@ class Settings(_Strict):
     paths: PathsSettings = PathsSettings()
     lab: LabSettings = LabSettings()
     flow: FlowSettings = FlowSettings()
+    acd: AcdSettings = AcdSettings()
     http_port: Port = 8080
 
     def resolved(self, base: Path) -> Settings:
@@ -122,6 +130,7 @@ class Settings(_Strict):
                 recordings_dir=anchor(self.paths.recordings_dir),
                 sounds_dir=anchor(self.paths.sounds_dir),
             ),
+            "acd": self.acd.model_copy(update={"queues": anchor(self.acd.queues)}),
             "lab": self.lab.model_copy(update={
                 "chroot_dir": anchor(self.lab.chroot_dir),
                 "state_dir": anchor(self.lab.state_dir),

@@ -9,18 +9,20 @@ from collections import Counter
 
 import click
 
-from .config import AgentSettings, Settings
+from .config import Settings
 from .engine import Engine
 from .lab.lab import Lab
+from .lab.queues import write_general_queue
 from .lab.traffic import Customer, PeerDriver
 from .store.reports import format_kpis, kpis
 
 
 def demo_settings(settings: Settings, agents: int) -> Settings:
-    flow = settings.flow.model_copy(update={
-        "agents": [AgentSettings(id=f"agent{i}", name=f"Agent {i}") for i in range(1, agents + 1)],
-    })
-    return settings.model_copy(update={"flow": flow})
+    """The lab settings with one queue served by ``agents`` interchangeable agents."""
+    queues = write_general_queue(settings.paths.state_dir / "demo-queues.yaml", agents)
+    flow = settings.flow.model_copy(update={"menu": {"1": "general"}, "default_queue": "general"})
+    acd = settings.acd.model_copy(update={"queues": queues})
+    return settings.model_copy(update={"flow": flow, "acd": acd})
 
 
 def customers(calls: int, seed: int) -> list[Customer]:
@@ -40,7 +42,7 @@ def live_line(engine: Engine, started: float, placed: int, total: int) -> str:
     app = engine.app
     assert app is not None
     calls = Counter(c.state for c in app.sessions.values())
-    agents = Counter(a.state for a in app.agents.values())
+    agents = Counter(a.state for a in engine.acd.agents.values())
     other = sum(agents.values()) - agents["ready"] - agents["on_call"] - agents["wrapup"]
     return (f"{time.monotonic() - started:6.1f}s  placed {placed:3d}/{total:<3d} | "
             f"ivr {calls['ivr']:2d}  queued {calls['queued']:2d}  ringing {calls['ringing']:2d}  "

@@ -12,12 +12,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import signal
+from pathlib import Path
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ari_apps.inbound import InboundApp
 
+from .acd.definitions import load_queue_config
+from .acd.service import Acd
 from .config import Settings
 from .core.bus import EventBus
 from .core.events import EnginePbxLink, EngineResynced, Event
@@ -39,10 +44,11 @@ from .speech import synthesize
 from .store.database import make_engine, upgrade
 from .store.schema import CallRow, LegRow, RecordingRow
 from .store.writer import StoreWriter
+from .yamlconf import ConfigError, ConfigIssue
 
 log = logging.getLogger(__name__)
 
-PROMPT_TEXT = "Welcome to Lab Bank. To speak to an adviser, press 1."
+PROMPT_TEXT = "Welcome to Lab Bank. Accounts, press 1. Cards, 2. Fraud, 3."
 
 
 class Engine:
@@ -52,9 +58,32 @@ class Engine:
         self.db = make_engine(settings.database.url)
         self.writer = StoreWriter(self.db, self.bus)
         self.pbx: PbxAdapter = pbx or AsteriskAdapter(settings.pbx)
+        # queue definitions are validated before anything starts: a bad file stops the engine
+        self.acd = Acd(load_queue_config(settings.acd.queues), self.bus.publish,
+                       rona_pause=settings.acd.rona_pause)
+        self._check_menu()
         self.app: InboundApp | None = None
         self._dispatcher: asyncio.Task[None] | None = None
+        self._ticker: asyncio.Task[None] | None = None
         self._first_sync = asyncio.Event()
+
+    def _check_menu(self) -> None:
+        flow = self.settings.flow
+        unknown = sorted({*flow.menu.values(), flow.default_queue} - set(self.acd.config.queues))
+        if unknown:
+            raise ConfigError([ConfigIssue(str(self.settings.acd.queues), 1, 1, "queues",
+                                           f"flow menu routes to unknown queue(s): {', '.join(unknown)}")])
+
+    def reload_queues(self) -> bool:
+        """Hot reload of the queue definitions (SIGHUP); a bad file keeps the running ones."""
+        try:
+            config = load_queue_config(self.settings.acd.queues)
+        except ConfigError as exc:
+            for issue in exc.issues:
+                log.error("queue reload refused: %s", issue)
+            return False
+        self.acd.reload(config)
+        return True
 
     def prompt_media(self) -> str:
         """The menu prompt as a PBX media URI; generated with espeak-ng when not configured."""
@@ -68,20 +97,31 @@ class Engine:
         await asyncio.to_thread(upgrade, settings.database.url)
         settings.paths.recordings_dir.mkdir(parents=True, exist_ok=True)
         media = await asyncio.to_thread(self.prompt_media)
-        self.app = InboundApp(self.pbx, self.bus, settings.flow, agent_dial=settings.pbx.agent_dial,
+        self.app = InboundApp(self.pbx, self.bus, settings.flow, self.acd, agent_dial=settings.pbx.agent_dial,
                               prompt_media=media, recordings_dir=settings.paths.recordings_dir)
         self.writer.start()
         await self.pbx.start()
         self._dispatcher = asyncio.create_task(self._dispatch(), name="engine-dispatcher")
+        self._ticker = asyncio.create_task(self._tick(), name="acd-ticker")
         await self._first_sync.wait()
 
     async def stop(self) -> None:
-        if self._dispatcher:
-            self._dispatcher.cancel()
-            await asyncio.gather(self._dispatcher, return_exceptions=True)
+        for task in (self._ticker, self._dispatcher):
+            if task:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
         await self.pbx.close()
         await self.writer.close()
         self.db.dispose()
+
+    async def _tick(self) -> None:
+        """Overflow rules and announcements run on the clock."""
+        while True:
+            await asyncio.sleep(1.0)
+            try:
+                self.acd.tick()
+            except Exception:
+                log.exception("ACD tick failed")
 
     async def _dispatch(self) -> None:
         async for event in self.pbx.events():
@@ -129,7 +169,7 @@ class Engine:
             return
         stored = await asyncio.to_thread(self._open_calls)
         recovered, closed = await app.reconcile(snapshot, stored)
-        app.login_all()
+        self.acd.login_all()
         self.bus.publish(Event.of(EngineResynced(channels=len(snapshot.channels), calls_recovered=recovered,
                                                  calls_closed=closed)))
         log.info("resync: %d channels, %d calls recovered, %d closed", len(snapshot.channels), recovered, closed)
@@ -149,11 +189,22 @@ class Engine:
             return result
 
 
+def pid_file(settings: Settings) -> Path:
+    return settings.paths.state_dir / "engine.pid"
+
+
 async def run_engine(settings: Settings, stop: asyncio.Event) -> None:
+    """Run until ``stop``; SIGHUP reloads the queue definitions (`ccengine queues reload`)."""
     engine = Engine(settings)
     await engine.start()
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGHUP, engine.reload_queues)
+    pid = pid_file(settings)
+    pid.write_text(f"{os.getpid()}\n")
     log.info("engine running (ARI app %s)", settings.pbx.ari.app)
     try:
         await stop.wait()
     finally:
+        loop.remove_signal_handler(signal.SIGHUP)
+        pid.unlink(missing_ok=True)
         await engine.stop()

@@ -6,6 +6,7 @@ import asyncio
 import functools
 import json
 import logging
+import os
 import signal
 import sys
 from collections.abc import Callable
@@ -193,7 +194,12 @@ def run(ctx: Context) -> None:
         await run_engine(settings, stop)
 
     logging.getLogger().setLevel(min(logging.getLogger().level, logging.INFO))
-    asyncio.run(serve())
+    try:
+        asyncio.run(serve())
+    except ConfigError as exc:
+        for issue in exc.issues:
+            click.echo(f"error: {issue}", err=True)
+        sys.exit(2)
 
 
 @main.command("demo")
@@ -239,9 +245,34 @@ def events_schema() -> None:
     click.echo(json.dumps(json_schemas(), indent=2))
 
 
+@click.command("reload")
+@pass_context
+def queues_reload(ctx: Context) -> None:
+    """Ask the running engine to reload the queue definitions (SIGHUP); calls are kept."""
+    from ..acd.definitions import load_queue_config
+    from ..engine import pid_file
+
+    settings = ctx.settings
+    try:
+        load_queue_config(settings.acd.queues)
+    except ConfigError as exc:
+        for issue in exc.issues:
+            click.echo(f"error: {issue}", err=True)
+        sys.exit(1)
+    try:
+        pid = int(pid_file(settings).read_text())
+        os.kill(pid, signal.SIGHUP)
+    except (OSError, ValueError):
+        click.echo(f"error: no running engine (no PID in {pid_file(settings)})", err=True)
+        sys.exit(1)
+    click.echo(f"reload requested from engine pid {pid}")
+
+
 def _register_domain_groups() -> None:
     """Command groups owned by the feature packages."""
     from ..acd.cli import queues
+
+    queues.add_command(queues_reload)
     from ..audit.cli import audit
     from ..dialer.cli import dialer
     from ..recording.cli import recordings

@@ -47,6 +47,23 @@ class CallQueued(Payload):
     position: int
 
 
+class CallOverflowed(Payload):
+    """An overflow rule moved the waiting call to another queue (it keeps its arrival time)."""
+
+    TYPE = "call.overflowed"
+    from_queue: str
+    to_queue: str
+    waited_seconds: float
+
+
+class CallAnnounced(Payload):
+    """The waiting caller heard their position and/or estimated wait."""
+
+    TYPE = "call.announced"
+    position: int
+    estimated_wait_seconds: float | None = None
+
+
 class CallAgentOffered(Payload):
     """An agent's phone is being rung for this call."""
 
@@ -127,8 +144,8 @@ class EngineResynced(Payload):
 
 PAYLOADS: dict[str, type[Payload]] = {
     cls.TYPE: cls
-    for cls in (CallOffered, CallMenuSelected, CallQueued, CallAgentOffered, CallAgentNoAnswer,
-                CallAnswered, CallBridged, CallRecordingStarted, CallRecordingStopped, CallEnded,
+    for cls in (CallOffered, CallMenuSelected, CallQueued, CallOverflowed, CallAnnounced, CallAgentOffered,
+                CallAgentNoAnswer, CallAnswered, CallBridged, CallRecordingStarted, CallRecordingStopped, CallEnded,
                 AgentStateChanged, EnginePbxLink, EngineResynced)
 }
 

@@ -28,6 +28,7 @@ from sqlalchemy.orm import Session
 
 from ccengine.config import Settings, load_settings
 from ccengine.lab.lab import Lab
+from ccengine.lab.queues import write_general_queue
 from ccengine.lab.traffic import PeerDriver
 from ccengine.store.database import make_engine
 from ccengine.store.schema import CallRow, EventRow
@@ -54,7 +55,8 @@ class EngineProcess:
         base["paths"] = {"state_dir": str(workdir), "recordings_dir": str(workdir / "recordings"),
                          "sounds_dir": str(ROOT / "var" / "sounds")}
         base["lab"]["state_dir"] = str(ROOT / ".lab")
-        base["flow"]["agents"] = [{"id": f"agent{i}"} for i in range(1, agents + 1)]
+        base["acd"]["queues"] = str(write_general_queue(workdir / "queues.yaml", agents))
+        base["flow"]["menu"] = {"1": "general"}
         base["flow"].update(extra_flow or {})
         self.config = workdir / "ccengine.yaml"
         self.config.write_text(yaml.safe_dump(base))

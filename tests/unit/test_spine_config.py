@@ -48,7 +48,8 @@ def test_shipped_config_loads_and_anchors_relative_paths() -> None:
     base = SHIPPED.parent
     assert DEFAULT_CONFIG == SHIPPED
     assert settings.pbx.ari.app == "ccengine"
-    assert [a.id for a in settings.flow.agents] == [f"agent{i}" for i in range(1, 6)]
+    assert settings.flow.menu == {"1": "general", "2": "cards", "3": "fraud"}
+    assert settings.acd.queues == (base / "lab-queues.yaml").resolve()
     assert settings.paths.state_dir == (base / ".." / "var").resolve()
     assert settings.paths.recordings_dir == (base / ".." / "var" / "recordings").resolve()
     assert settings.lab.state_dir == (base / ".." / ".lab").resolve()
@@ -100,9 +101,8 @@ pbx:
     password: p
     colour: blue
 flow:
-  agents:
-    - {id: agent1}
-    - {id: "bad id!"}
+  menu_attempts: 2
+  menu: {"1": general, "12": cards}
 """
 
 
@@ -111,12 +111,12 @@ def test_malformed_config_names_file_line_and_key(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         load_settings(path)
     got = {i.key: (i.file, i.line, i.column, i.message) for i in info.value.issues}
-    assert set(got) == {"pbx.ami.port", "pbx.ari.colour", "flow.agents[1].id"}
+    assert set(got) == {"pbx.ami.port", "pbx.ari.colour", "flow.menu"}
     assert got["pbx.ami.port"][:3] == (str(path), *where(BAD, "port: fifteen"))
     assert got["pbx.ari.colour"][:3] == (str(path), *where(BAD, "colour:"))
     assert got["pbx.ari.colour"][3] == "unknown key"
-    assert got["flow.agents[1].id"][:3] == (str(path), *where(BAD, 'id: "bad id!"'))
-    assert "pattern" in got["flow.agents[1].id"][3]
+    assert got["flow.menu"][:3] == (str(path), *where(BAD, "menu:"))
+    assert "single DTMF digits" in got["flow.menu"][3]
 
 
 def test_missing_required_section_points_at_the_parent(tmp_path: Path) -> None:
@@ -147,7 +147,7 @@ def test_check_config_bad_file_exits_2_with_located_errors(tmp_path: Path) -> No
     assert re.search(rf"{re.escape(str(path))}:{line}:{column}: pbx\.ami\.port: .*integer", result.stderr)
     line, column = where(BAD, "colour:")
     assert f"{path}:{line}:{column}: pbx.ari.colour: unknown key" in result.stderr
-    assert "flow.agents[1].id" in result.stderr
+    assert "flow.menu" in result.stderr
     assert "ok:" not in result.stdout
 
 

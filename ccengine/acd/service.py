@@ -1,0 +1,305 @@
+"""The ACD service: the router plus the clock, agent states and queue rules around it.
+
+The router (pure) decides; this layer keeps time (wrap-up and ring-no-answer
+pauses, overflow and announcement schedules), publishes ``agent.state_changed``
+and queue events, and asks the Stasis application to ring an agent through
+``offer``. It owns no PBX connection, so it can be driven and tested alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from ..core.events import AgentStateChanged, CallOverflowed, Event
+from .definitions import Customer, QueueConfig
+from .router import AgentState, ContactState, Reservation, Router, RoutingError
+from .router import QueuePolicy as Policy
+
+log = logging.getLogger(__name__)
+
+Offer = Callable[[Reservation], None]
+Announce = Callable[[str, int, float | None], None]  # call id, position, estimated wait
+
+
+@dataclass
+class Waiting:
+    call_id: str
+    queue_id: str
+    entered: float  # monotonic, first queue entry
+    queue_entered: float  # monotonic, entry into the current queue
+    customer: Customer
+    next_announcement: float | None = None
+
+
+@dataclass
+class AgentView:
+    """What supervisors and events see of an agent (the router keeps routing state)."""
+
+    id: str
+    state: str = "logged_out"
+    reason: str = ""
+    since: float = field(default_factory=time.monotonic)
+    call_id: str | None = None
+    queue_id: str | None = None  # queue of the current or last call (wrap-up length)
+
+
+class Acd:
+    def __init__(self, config: QueueConfig, publish: Callable[[Event], None], *,
+                 rona_pause: float | None = 10.0, clock: Callable[[], float] = time.monotonic):
+        self.config = config
+        self._publish = publish
+        self.rona_pause = rona_pause
+        self.clock = clock
+        self.router = Router()
+        self.agents: dict[str, AgentView] = {}
+        self.waiting: dict[str, Waiting] = {}
+        self.offer: Offer = lambda _r: None
+        self.announce: Announce = lambda _c, _p, _w: None
+        self._timers: dict[str, asyncio.TimerHandle] = {}
+        self._handle_seconds: list[float] = []  # recent talk+wrap times, for wait estimates
+        self._apply(config, initial=True)
+
+    # -- configuration -------------------------------------------------------------------------
+    def _apply(self, config: QueueConfig, initial: bool = False) -> None:
+        now = self.clock()
+        for queue in config.queues.values():
+            self.router.define_queue(Policy.from_definition(queue))
+        for agent in config.agents.values():
+            if agent.id in self.agents:
+                self._offer_all(self.router.update_agent(agent.id, agent.skills, agent.capacity(), now))
+            else:
+                self.router.add_agent(agent.id, agent.skills, agent.capacity())
+                self.agents[agent.id] = AgentView(agent.id)
+        if not initial:
+            for agent_id in [a for a in self.agents if a not in config.agents]:
+                self._retire(agent_id)
+        self.config = config
+
+    def reload(self, config: QueueConfig) -> None:
+        """Hot reload: new terms apply to new contacts; waiting and connected calls are kept."""
+        self._apply(config)
+        log.info("ACD reloaded: %d queues, %d agents", len(config.queues), len(config.agents))
+
+    def _retire(self, agent_id: str) -> None:
+        """An agent removed from the definitions leaves once idle (never mid-call)."""
+        view = self.agents[agent_id]
+        if view.call_id is None and view.state in ("ready", "not_ready", "logged_out"):
+            if view.state != "logged_out":
+                self.router.logout(agent_id, self.clock())
+                self._set(view, "logged_out", "removed")
+            self.router.remove_agent(agent_id)
+            del self.agents[agent_id]
+
+    # -- agents --------------------------------------------------------------------------------
+    def _set(self, view: AgentView, state: str, reason: str = "", call_id: str | None = None) -> None:
+        previous = view.state
+        event_call = call_id or view.call_id
+        view.state, view.reason, view.since = state, reason, self.clock()
+        view.call_id = call_id if state in ("reserved", "ringing", "on_call", "wrapup") else None
+        if state == "wrapup":
+            view.call_id = event_call
+        self._publish(Event.of(AgentStateChanged(state=state, previous=previous, reason=reason),
+                               agent_id=view.id, call_id=event_call))
+
+    def login(self, agent_id: str, ready: bool = True) -> None:
+        view = self.agents[agent_id]
+        if view.state != "logged_out":
+            return
+        self.router.login(agent_id, self.clock())
+        self._set(view, "not_ready", "login")
+        if ready:
+            self.ready(agent_id)
+
+    def login_all(self) -> None:
+        for agent_id in list(self.agents):
+            self.login(agent_id)
+
+    def ready(self, agent_id: str, reason: str = "") -> None:
+        view = self.agents[agent_id]
+        self._cancel_timer(agent_id)
+        if view.state in ("ready", "reserved", "ringing", "on_call", "logged_out"):
+            return
+        self._set(view, "ready", reason)
+        self._offer_all(self.router.set_ready(agent_id, self.clock()))
+
+    def not_ready(self, agent_id: str, reason: str) -> None:
+        view = self.agents[agent_id]
+        self._cancel_timer(agent_id)
+        self.router.set_not_ready(agent_id, self.clock(), reason)
+        if view.state in ("ready", "wrapup", "not_ready"):
+            self._set(view, "not_ready", reason)
+
+    def occupied(self, agent_id: str, call_id: str) -> None:
+        """Recovery: an agent found on a call at resync stays busy on it."""
+        view = self.agents.get(agent_id)
+        if view is None:
+            return
+        now = self.clock()
+        if view.state == "logged_out":
+            self.router.login(agent_id, now)
+        self.router.set_not_ready(agent_id, now, "recovered")
+        self._set(view, "on_call", "recovered", call_id)
+
+    def _later(self, agent_id: str, delay: float, action: Callable[[], None]) -> None:
+        self._cancel_timer(agent_id)
+        self._timers[agent_id] = asyncio.get_running_loop().call_later(delay, action)
+
+    def _cancel_timer(self, agent_id: str) -> None:
+        timer = self._timers.pop(agent_id, None)
+        if timer is not None:
+            timer.cancel()
+
+    # -- contacts ------------------------------------------------------------------------------
+    def enqueue(self, call_id: str, queue_id: str, customer: Customer | None = None) -> int:
+        """Route a new call; returns its position (0 when an agent was reserved at once)."""
+        customer = customer or Customer()
+        needs = self.config.needs(queue_id, customer)
+        now = self.clock()
+        queue = self.config.queues[queue_id]
+        first = queue.announcements.first_after if (queue.announcements.position
+                                                     or queue.announcements.estimated_wait) else None
+        self.waiting[call_id] = Waiting(call_id, queue_id, now, now, customer,
+                                        now + first if first is not None else None)
+        offer = self.router.contact_arrives(call_id, queue_id, now, priority=needs.priority,
+                                            skills=needs.required_skills)
+        self._offer_all(offer)
+        return self.position(call_id)
+
+    def position(self, call_id: str) -> int:
+        waiting = self.waiting.get(call_id)
+        if waiting is None:
+            return 0
+        order = self.router.waiting_order(waiting.queue_id, self.clock())
+        return order.index(call_id) + 1 if call_id in order else 0
+
+    def abandon(self, call_id: str) -> None:
+        """The caller left before being connected (hung up while waiting or ringing)."""
+        self.waiting.pop(call_id, None)
+        reservation = self._reservation_for(call_id)
+        if self.router.contact_state(call_id) is None:
+            return
+        offer = self.router.abandon(call_id, self.clock())
+        if reservation is not None:
+            view = self.agents[reservation.agent_id]
+            self._set(view, "ready", "call_abandoned")
+        self._offer_all(offer)
+
+    def _reservation_for(self, call_id: str) -> Reservation | None:
+        for agent_id, view in self.agents.items():
+            if view.call_id == call_id and view.state in ("reserved", "ringing"):
+                return self.router.reservation_of(agent_id)
+        return None
+
+    def ringing(self, reservation: Reservation) -> None:
+        self._set(self.agents[reservation.agent_id], "ringing", "", reservation.contact_id)
+
+    def answered(self, reservation: Reservation) -> None:
+        self.waiting.pop(reservation.contact_id, None)
+        view = self.agents[reservation.agent_id]
+        self._set(view, "on_call", "", reservation.contact_id)
+        self._offer_all(self.router.confirm(reservation.id, self.clock()))
+
+    def missed(self, reservation: Reservation) -> None:
+        """Ring-no-answer: the agent goes not ready, the call returns to its original place."""
+        view = self.agents[reservation.agent_id]
+        offers = self.router.release(reservation.id, self.clock(), rona=True)
+        self._set(view, "not_ready", "ring_no_answer")
+        if self.rona_pause is not None:
+            agent_id = view.id
+            self._later(agent_id, self.rona_pause, lambda: self.ready(agent_id, "auto_after_rona"))
+        self._offer_all(offers)
+
+    def finished(self, agent_id: str, call_id: str, handle_seconds: float | None = None) -> None:
+        """The connected call ended: wrap-up for the queue's time, then ready again."""
+        view = self.agents.get(agent_id)
+        if view is None or view.call_id != call_id:
+            return
+        try:
+            offer = self.router.finish(agent_id, call_id, self.clock())
+        except RoutingError:  # a call recovered after a restart: the router never routed it
+            self._set(view, "not_ready", "recovered_call_ended")
+            self.ready(agent_id, "recovered")
+            return
+        state, _ = self.router.agent_state(agent_id)
+        if state is AgentState.WRAP_UP:
+            wrap = self._wrap_up(agent_id)
+            self._set(view, "wrapup", "after_call_work", call_id)
+            self._later(agent_id, wrap, lambda: self.ready(agent_id, "wrapup_done"))
+            if handle_seconds is not None:
+                self._remember(handle_seconds + wrap)
+        else:
+            self._set(view, "ready" if state is AgentState.READY else "not_ready", "call_ended")
+            if handle_seconds is not None:
+                self._remember(handle_seconds)
+        self._offer_all(offer)
+
+    def _wrap_up(self, agent_id: str) -> float:
+        """Wrap-up length of the queue the agent's last call came from."""
+        queue = self.config.queues.get(self.agents[agent_id].queue_id or "")
+        return float(queue.wrap_up) if queue else 0.0
+
+    def _remember(self, seconds: float) -> None:
+        self._handle_seconds.append(seconds)
+        del self._handle_seconds[:-50]
+
+    def estimated_wait(self, call_id: str) -> float | None:
+        """Position * mean handle time / qualified agents logged in (None before any call ended)."""
+        waiting = self.waiting.get(call_id)
+        if waiting is None or not self._handle_seconds:
+            return None
+        staffed = sum(1 for a in self.config.qualified_agents(waiting.queue_id)
+                      if a in self.agents and self.agents[a].state != "logged_out")
+        mean = sum(self._handle_seconds) / len(self._handle_seconds)
+        return self.position(call_id) * mean / max(staffed, 1)
+
+    # -- time-driven rules ---------------------------------------------------------------------
+    def tick(self) -> None:
+        """Apply overflow rules and due announcements; call about once a second."""
+        now = self.clock()
+        for waiting in list(self.waiting.values()):
+            state = self.router.contact_state(waiting.call_id)
+            if state is None:
+                self.waiting.pop(waiting.call_id, None)
+                continue
+            if state is not ContactState.WAITING or self._overflow(waiting, now):
+                continue
+            if waiting.next_announcement is not None and now >= waiting.next_announcement:
+                queue = self.config.queues[waiting.queue_id]
+                waiting.next_announcement = now + queue.announcements.repeat_every
+                self.announce(waiting.call_id, self.position(waiting.call_id),
+                              self.estimated_wait(waiting.call_id))
+
+    def _overflow(self, waiting: Waiting, now: float) -> bool:
+        queue = self.config.queues[waiting.queue_id]
+        waited = now - waiting.queue_entered
+        for rule in queue.overflow:
+            due = rule.after is not None and waited >= rule.after
+            if not due and rule.estimated_wait_over is not None:
+                ewt = self.estimated_wait(waiting.call_id)
+                due = ewt is not None and ewt > rule.estimated_wait_over
+            if not due or rule.action != "queue" or rule.queue is None:
+                continue
+            target = rule.queue
+            needs = self.config.needs(target, waiting.customer)
+            self._publish(Event.of(CallOverflowed(from_queue=waiting.queue_id, to_queue=target,
+                                                  waited_seconds=round(waited, 3)),
+                                   call_id=waiting.call_id, queue=target))
+            waiting.queue_id, waiting.queue_entered = target, now
+            self._offer_all(self.router.move_contact(waiting.call_id, target, now, priority=needs.priority,
+                                                     skills=needs.required_skills))
+            return True
+        return False
+
+    # -- offers --------------------------------------------------------------------------------
+    def _offer_all(self, offers: Reservation | list[Reservation] | None) -> None:
+        if offers is None:
+            return
+        for reservation in offers if isinstance(offers, list) else [offers]:
+            view = self.agents[reservation.agent_id]
+            view.queue_id = reservation.queue_id
+            self._set(view, "reserved", "", reservation.contact_id)
+            self.offer(reservation)
