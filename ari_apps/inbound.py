@@ -199,8 +199,8 @@ class InboundApp:
         await self.pbx.start_moh(call.customer, self._moh_class(queue_id))
         if call.finished:
             return
-        position = self.acd.enqueue(call.id, queue_id)
-        self.emit(CallQueued(queue=queue_id, position=position), call)
+        self.acd.enqueue(call.id, queue_id,
+                         entered=lambda position: self.emit(CallQueued(queue=queue_id, position=position), call))
 
     def _on_offer(self, reservation: Reservation) -> None:
         call = self.sessions.get(reservation.contact_id)

@@ -83,6 +83,7 @@ class Engine:
                 log.error("queue reload refused: %s", issue)
             return False
         self.acd.reload(config)
+        self.acd.login_all()  # until agents log in through the API, configured agents are logged in
         return True
 
     def prompt_media(self) -> str:

@@ -154,8 +154,10 @@ class Acd:
             timer.cancel()
 
     # -- contacts ------------------------------------------------------------------------------
-    def enqueue(self, call_id: str, queue_id: str, customer: Customer | None = None) -> int:
-        """Route a new call; returns its position (0 when an agent was reserved at once)."""
+    def enqueue(self, call_id: str, queue_id: str, customer: Customer | None = None,
+                entered: Callable[[int], None] = lambda _position: None) -> None:
+        """Route a new call. ``entered(position)`` runs before any agent is offered the call, so
+        the queue entry is recorded before the reservation it may cause (position 0 = agent found)."""
         customer = customer or Customer()
         needs = self.config.needs(queue_id, customer)
         now = self.clock()
@@ -166,8 +168,8 @@ class Acd:
                                         now + first if first is not None else None)
         offer = self.router.contact_arrives(call_id, queue_id, now, priority=needs.priority,
                                             skills=needs.required_skills)
+        entered(0 if offer is not None else self.position(call_id))
         self._offer_all(offer)
-        return self.position(call_id)
 
     def position(self, call_id: str) -> int:
         waiting = self.waiting.get(call_id)

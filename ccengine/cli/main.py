@@ -268,16 +268,50 @@ def queues_reload(ctx: Context) -> None:
     click.echo(f"reload requested from engine pid {pid}")
 
 
+@click.command("show")
+@pass_context
+def queues_show(ctx: Context) -> None:
+    """Live state: waiting calls, longest wait, today's SL/ASA/abandons per queue, agents by state."""
+    from datetime import UTC, datetime
+
+    from ..acd.definitions import load_queue_config
+    from ..acd.stats import live_state, queue_stats
+    from ..store.database import current_revision, head_revision, make_engine
+
+    settings = ctx.settings
+    config = load_queue_config(settings.acd.queues)
+    db = make_engine(settings.database.url)
+    if current_revision(db) != head_revision():
+        click.echo(f"error: database {settings.database.url} is not migrated: run `ccengine db upgrade`", err=True)
+        sys.exit(1)
+    now = datetime.now(UTC)
+    live, agents = live_state(db, now)
+    waiting = {q.queue: q for q in live}
+    today = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    click.echo(f"{'queue':<16}{'waiting':>8}{'longest':>9}{'offered':>9}{'answered':>9}{'abandoned':>10}"
+               f"{'SL':>7}{'ASA':>8}")
+    for s in queue_stats(db, config, today):
+        w = waiting.get(s.queue)
+        longest = f"{w.longest_wait_seconds:.0f}s" if w and w.longest_wait_seconds is not None else "-"
+        sl = f"{s.service_level * 100:.0f}%" if s.service_level is not None else "-"
+        asa = f"{s.asa_seconds:.1f}s" if s.asa_seconds is not None else "-"
+        click.echo(f"{s.queue:<16}{w.waiting if w else 0:>8}{longest:>9}{s.offered:>9}{s.answered:>9}"
+                   f"{s.abandoned:>10}{sl:>7}{asa:>8}")
+    click.echo("agents: " + (", ".join(f"{state} {n}" for state, n in sorted(agents.items())) or "none"))
+
+
 def _register_domain_groups() -> None:
     """Command groups owned by the feature packages."""
     from ..acd.cli import queues
 
     queues.add_command(queues_reload)
+    queues.add_command(queues_show)
     from ..audit.cli import audit
+    from ..dialer.campaign_cli import campaign
     from ..dialer.cli import dialer
     from ..recording.cli import recordings
 
-    for group in (queues, dialer, recordings, audit):
+    for group in (queues, dialer, campaign, recordings, audit):
         main.add_command(group)
 
 

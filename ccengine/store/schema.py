@@ -92,4 +92,22 @@ class RecordingRow(Base):
     size_bytes: Mapped[int | None] = mapped_column(BigInteger().with_variant(Integer, "sqlite"))
 
 
+class QueueLogRow(Base):
+    """Append-only log of every queue step (in the spirit of Asterisk's queue_log); statistics
+    are computed from it, never from mutable projections."""
+
+    __tablename__ = "queue_log"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
+                                    autoincrement=True)
+    at: Mapped[datetime] = mapped_column(index=True)
+    call_id: Mapped[str | None] = mapped_column(String(36), index=True)
+    queue: Mapped[str | None] = mapped_column(String(64), index=True)
+    agent_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    verb: Mapped[str] = mapped_column(String(24))
+    wait_seconds: Mapped[float | None] = mapped_column(Float)
+    talk_seconds: Mapped[float | None] = mapped_column(Float)
+    detail: Mapped[str] = mapped_column(String(128), default="")
+
+
 Index("ix_calls_open", CallRow.state, CallRow.ended_at)

@@ -10,14 +10,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from datetime import UTC
+from datetime import UTC, datetime
 
 from sqlalchemy import Engine, update
 from sqlalchemy.orm import Session
 
 from ..core.bus import EventBus, Subscription
 from ..core.events import Event
-from .schema import AgentRow, CallRow, EventRow, LegRow, RecordingRow
+from .schema import AgentRow, CallRow, EventRow, LegRow, QueueLogRow, RecordingRow
 
 log = logging.getLogger(__name__)
 
@@ -57,8 +57,14 @@ def _agent_offered(session: Session, e: Event) -> None:
                              agent_id=e.data["agent_id"], created_at=e.occurred_at))
 
 
+def _overflowed(session: Session, e: Event) -> None:
+    if call := _call(session, e):
+        call.queue = e.data["to_queue"]
+
+
 def _answered(session: Session, e: Event) -> None:
     if call := _call(session, e):
+        call.queue = e.data["queue"]
         call.state = "talking"
         call.agent_id = e.data["agent_id"]
         call.answered_at = e.occurred_at
@@ -105,10 +111,52 @@ def _agent_state(session: Session, e: Event) -> None:
         call.wrapup_ended_at = call.wrapup_ended_at or e.occurred_at
 
 
+def _seconds_since(start: datetime | None, end: datetime) -> float | None:
+    if start is None:
+        return None
+    if start.tzinfo is None:
+        start = start.replace(tzinfo=UTC)
+    return round((end - start).total_seconds(), 3)
+
+
+def queue_log_entry(session: Session, e: Event) -> QueueLogRow | None:
+    """The queue-log line an event stands for, if any (verbs follow Asterisk's queue_log)."""
+    d = e.data
+    call = _call(session, e)
+    row = QueueLogRow(at=e.occurred_at, call_id=e.call_id, queue=e.queue, agent_id=e.agent_id, detail="")
+    if e.type == "call.queued":
+        row.verb = "ENTERQUEUE" if call is None or call.queued_at is None else "REQUEUE"
+        row.detail = f"position {d['position']}"
+    elif e.type == "call.overflowed":
+        row.verb, row.wait_seconds = "OVERFLOW", d["waited_seconds"]
+        row.queue, row.detail = d["from_queue"], f"to {d['to_queue']}"
+    elif e.type == "call.agent_offered":
+        row.verb = "RINGING"
+    elif e.type == "call.agent_no_answer":
+        row.verb, row.detail = "RINGNOANSWER", d["cause"][:128]
+    elif e.type == "call.answered":
+        row.verb, row.wait_seconds = "CONNECT", d["wait_seconds"]
+    elif e.type == "call.ended" and call is not None and call.queued_at is not None:
+        if d["disposition"] == "completed":
+            row.verb = "COMPLETEAGENT" if d["ended_by"] == "agent" else "COMPLETECALLER"
+            row.talk_seconds, row.agent_id = d.get("talk_seconds"), call.agent_id
+        elif d["disposition"] == "abandoned":
+            row.verb, row.wait_seconds = "ABANDON", _seconds_since(call.queued_at, e.occurred_at)
+        else:
+            row.verb = "FAILED"
+        row.queue = row.queue or call.queue
+    elif e.type == "agent.state_changed":
+        row.verb, row.detail = "AGENT_" + d["state"].upper(), d.get("reason", "")[:128]
+    else:
+        return None
+    return row
+
+
 PROJECTORS: dict[str, Projector] = {
     "call.offered": _offered,
     "call.menu_selected": _menu,
     "call.queued": _queued,
+    "call.overflowed": _overflowed,
     "call.agent_offered": _agent_offered,
     "call.answered": _answered,
     "call.bridged": _bridged,
@@ -127,6 +175,9 @@ def apply_events(engine: Engine, events: list[Event]) -> None:
             e = e.model_copy(update={"occurred_at": e.occurred_at.astimezone(UTC)})
             session.add(EventRow(id=e.id, type=e.type, version=e.version, occurred_at=e.occurred_at,
                                  call_id=e.call_id, agent_id=e.agent_id, queue=e.queue, data=e.data))
+            log_row = queue_log_entry(session, e)
+            if log_row is not None:
+                session.add(log_row)
             projector = PROJECTORS.get(e.type)
             if projector is not None:
                 projector(session, e)

@@ -48,15 +48,22 @@ def lab() -> Lab:
 class EngineProcess:
     """`ccengine run` in a subprocess with a private database and recordings folder."""
 
-    def __init__(self, workdir: Path, agents: int, extra_flow: dict[str, object] | None = None):
+    def __init__(self, workdir: Path, agents: int, extra_flow: dict[str, object] | None = None,
+                 queues: str | None = None, acd: dict[str, object] | None = None):
         self.workdir = workdir
         base = yaml.safe_load(BASE_CONFIG.read_text())
         base["database"] = {"url": f"sqlite:///{workdir / 'ccengine.db'}"}
         base["paths"] = {"state_dir": str(workdir), "recordings_dir": str(workdir / "recordings"),
                          "sounds_dir": str(ROOT / "var" / "sounds")}
         base["lab"]["state_dir"] = str(ROOT / ".lab")
-        base["acd"]["queues"] = str(write_general_queue(workdir / "queues.yaml", agents))
-        base["flow"]["menu"] = {"1": "general"}
+        if queues is None:
+            base["acd"]["queues"] = str(write_general_queue(workdir / "queues.yaml", agents))
+            base["flow"]["menu"] = {"1": "general"}
+        else:
+            self.queues_file = workdir / "queues.yaml"
+            self.queues_file.write_text(queues)
+            base["acd"]["queues"] = str(self.queues_file)
+        base["acd"].update(acd or {})
         base["flow"].update(extra_flow or {})
         self.config = workdir / "ccengine.yaml"
         self.config.write_text(yaml.safe_dump(base))
@@ -141,8 +148,9 @@ def workdir(request: pytest.FixtureRequest) -> Iterator[Path]:
 def engine_factory(lab: Lab, workdir: Path) -> Iterator[object]:
     started: list[EngineProcess] = []
 
-    def make(agents: int = 2, **flow: object) -> EngineProcess:
-        proc = EngineProcess(workdir, agents, flow)
+    def make(agents: int = 2, *, queues: str | None = None, acd: dict[str, object] | None = None,
+             **flow: object) -> EngineProcess:
+        proc = EngineProcess(workdir, agents, flow, queues, acd)
         started.append(proc)
         return proc
 

@@ -1,0 +1,176 @@
+"""Skills-based ACD on the lab PBX: routing by skill, ring-no-answer, overflow, announcements, hot reload."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from ccengine.acd.definitions import load_queue_config
+from ccengine.acd.stats import agent_stats, queue_stats
+from ccengine.lab.traffic import Customer
+from ccengine.store.schema import QueueLogRow
+
+from .conftest import ROOT, pbx_channels
+
+pytestmark = pytest.mark.lab
+
+HEADER = """
+version: 1
+skills:
+  - {id: general}
+  - {id: cards}
+  - {id: fraud}
+calendars:
+  always: {timezone: UTC, open: {mon-sun: ["00:00-24:00"]}}
+"""
+
+
+def all_ended(engine, expected: int):  # type: ignore[no-untyped-def]
+    def check() -> bool:
+        calls = engine.calls()
+        return len(calls) >= expected and all(c.ended_at is not None for c in calls)
+    return check
+
+
+def verbs(engine, call_id: str) -> list[str]:  # type: ignore[no-untyped-def]
+    with Session(engine.db) as session:
+        rows = session.scalars(select(QueueLogRow.verb).where(QueueLogRow.call_id == call_id)
+                               .order_by(QueueLogRow.id))
+        return [verb for verb in rows if not verb.startswith("AGENT_")]
+
+
+async def test_forty_calls_three_queues_eight_agents_answered_by_qualified_agents(  # type: ignore[no-untyped-def]
+        engine_factory, peer, lab):
+    queues = (ROOT / "config" / "lab-queues.yaml").read_text()
+    engine = engine_factory(queues=queues, menu={"1": "general", "2": "cards", "3": "fraud"})
+    engine.start()
+    await peer.agent_talk_time(2, 4)
+    digits = ["1", "2", "3", "1", "2", "3", "1", "2"]
+    for i in range(40):
+        await peer.call(Customer(number=f"55560{i:02d}", digit=digits[i % len(digits)], prompt_wait=0.6,
+                                 patience=150))
+        await asyncio.sleep(0.15)
+    await engine.wait_for(all_ended(engine, 40), 150, "all 40 calls to end")
+
+    calls = engine.calls()
+    assert [c.disposition for c in calls].count("completed") == 40, Counter(c.disposition for c in calls)
+    config = load_queue_config(engine.settings.acd.queues)
+    answered = engine.events("call.answered")
+    assert len(answered) == 40
+    for event in answered:
+        queue = config.queues[event.data["queue"]]
+        skills = config.agents[event.data["agent_id"]].skills
+        for skill, level in queue.required_skills.items():
+            assert skills.get(skill, 0) >= level, (event.data, skill)
+    # every call either was answered in the queue its digit chose, or moved there by an overflow rule
+    overflowed = {e.call_id: e.data for e in engine.events("call.overflowed")}
+    chosen = {e.call_id: e.data["queue"] for e in engine.events("call.queued")}
+    for event in answered:
+        if event.call_id in overflowed:
+            assert overflowed[event.call_id]["to_queue"] == event.data["queue"]
+        else:
+            assert chosen[event.call_id] == event.data["queue"]
+    since = datetime.now(UTC) - timedelta(hours=1)
+    stats = {s.queue: s for s in queue_stats(engine.db, config, since)}
+    assert sum(s.answered for s in stats.values()) == 40
+    assert sum(s.offered for s in stats.values()) == 40
+    assert all(s.abandoned == 0 for s in stats.values())
+    assert sum(a.answered for a in agent_stats(engine.db, since)) == 40
+    await asyncio.sleep(1)
+    assert await pbx_channels(lab) == []
+
+
+async def test_ring_no_answer_then_overflow_to_another_queue(engine_factory, peer, lab):  # type: ignore[no-untyped-def]
+    queues = HEADER + """
+queues:
+  - id: fraud
+    required_skills: {fraud: 5}
+    strategy: best_skill
+    hours: always
+    overflow: [{after: 5s, queue: general}]
+    announcements: {position: false, estimated_wait: false}
+  - id: general
+    required_skills: {general: 1}
+    hours: always
+    announcements: {position: false, estimated_wait: false}
+agents:
+  - {id: agent1, name: Absent fraud expert, skills: {fraud: 9}}
+  - {id: agent2, name: Generalist, skills: {general: 5}}
+"""
+    engine = engine_factory(queues=queues, acd={"rona_pause": None}, menu={"3": "fraud"},
+                            default_queue="general", ring_timeout=3)
+    engine.start()
+    await peer.set_global("AGENT_ABSENT_agent1", "1")
+    try:
+        await peer.call(Customer(number="5557001", digit="3", prompt_wait=0.5, patience=90))
+        await engine.wait_for(all_ended(engine, 1), 60, "the call to end")
+    finally:
+        await peer.set_global("AGENT_ABSENT_agent1", "")
+
+    [call] = engine.calls()
+    assert call.disposition == "completed" and call.agent_id == "agent2" and call.queue == "general"
+    [missed] = engine.events("call.agent_no_answer")
+    assert missed.data["agent_id"] == "agent1"
+    agent1 = [e.data for e in engine.events("agent.state_changed") if e.agent_id == "agent1"]
+    assert {"state": "not_ready", "previous": "ringing", "reason": "ring_no_answer"} in agent1
+    assert agent1[-1]["state"] == "not_ready", "rona_pause null: agent1 stays not ready"
+    [overflow] = engine.events("call.overflowed")
+    assert overflow.data["from_queue"] == "fraud" and overflow.data["to_queue"] == "general"
+    assert overflow.data["waited_seconds"] >= 5
+    assert verbs(engine, call.id) == ["ENTERQUEUE", "RINGING", "RINGNOANSWER", "REQUEUE", "OVERFLOW", "RINGING",
+                                      "CONNECT", "COMPLETEAGENT"]
+    config = load_queue_config(engine.settings.acd.queues)
+    stats = {s.queue: s for s in queue_stats(engine.db, config, datetime.now(UTC) - timedelta(hours=1))}
+    assert stats["fraud"].overflowed_out == 1 and stats["fraud"].offered == 0
+    assert stats["general"].offered == 1 and stats["general"].answered == 1
+    assert [a.ring_no_answer for a in agent_stats(engine.db, datetime.now(UTC) - timedelta(hours=1))
+            if a.agent == "agent1"] == [1]
+
+
+async def test_hot_reload_mid_traffic_adds_agents_and_keeps_calls(engine_factory, peer, lab):  # type: ignore[no-untyped-def]
+    queues = HEADER + """
+queues:
+  - id: general
+    required_skills: {general: 1}
+    hours: always
+    announcements: {position: true, estimated_wait: false, first_after: 2s, repeat_every: 4s}
+agents:
+  - {id: agent1, name: One, skills: {general: 5}}
+"""
+    engine = engine_factory(queues=queues, menu={"1": "general"})
+    engine.start()
+    await peer.agent_talk_time(8, 8)
+    for i in range(4):
+        await peer.call(Customer(number=f"555800{i}", digit="1", prompt_wait=0.5, patience=120))
+    await engine.wait_for(lambda: len(engine.events("call.announced")) >= 2, 30, "position announcements")
+    announced = engine.events("call.announced")
+    assert {e.data["position"] for e in announced} <= {1, 2, 3}
+
+    engine.queues_file.write_text(queues + """  - {id: agent2, name: Two, skills: {general: 5}}
+  - {id: agent3, name: Three, skills: {general: 5}}
+""")
+    result = subprocess.run([sys.executable, "-m", "ccengine.cli.main", "-c", str(engine.config),
+                             "queues", "reload"], capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    await engine.wait_for(all_ended(engine, 4), 60, "all calls to end")
+
+    calls = engine.calls()
+    assert [c.disposition for c in calls] == ["completed"] * 4
+    assert {"agent2", "agent3"} <= {c.agent_id for c in calls}, "new agents took waiting calls"
+
+    # a broken file is refused and the running definitions stay
+    engine.queues_file.write_text(queues.replace("required_skills: {general: 1}", "required_skills: {nope: 1}"))
+    result = subprocess.run([sys.executable, "-m", "ccengine.cli.main", "-c", str(engine.config),
+                             "queues", "reload"], capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 1 and "nope" in result.stderr
+    await peer.agent_talk_time(2, 2)
+    await peer.call(Customer(number="5558100", digit="1", prompt_wait=0.5, patience=60))
+    await engine.wait_for(all_ended(engine, 5), 40, "a call after the refused reload")
+    assert engine.calls()[-1].disposition == "completed"
