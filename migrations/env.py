@@ -3,6 +3,7 @@
 from alembic import context
 
 from ccengine.store.database import make_engine
+import ccengine.dialer.schema  # noqa: F401  (registers the dialer tables on Base)
 from ccengine.store.schema import Base
 
 config = context.config
