@@ -34,6 +34,8 @@ from ccengine.core.events import (
     CallAnnounced,
     CallAnswered,
     CallBridged,
+    CallCallbackDialed,
+    CallCallbackRequested,
     CallEnded,
     CallMenuSelected,
     CallOffered,
@@ -60,7 +62,7 @@ class CallSession:
     id: str
     customer: str  # channel id
     caller_number: str
-    state: str = "ivr"  # ivr | queued | ringing | connecting | talking | ended
+    state: str = "ivr"  # ivr | queued | callback | ringing | connecting | talking | ended
     queue_id: str | None = None
     agent_id: str | None = None
     agent_channel: str | None = None
@@ -73,13 +75,15 @@ class CallSession:
     digits: asyncio.Queue[str] = field(default_factory=asyncio.Queue)
     agent_answered: asyncio.Future[None] | None = None
     announcement: str | None = None  # playback id of a position announcement in progress
+    callback: bool = False  # the caller hung up to be called back when an agent is free
+    customer_answered: asyncio.Future[ChannelInfo] | None = None
     recording_stopped: asyncio.Event = field(default_factory=asyncio.Event)
     finished: bool = False
 
 
 class InboundApp:
     def __init__(self, pbx: PbxAdapter, bus: EventBus, flow: FlowSettings, acd: Acd, *, agent_dial: str,
-                 prompt_media: str, recordings_dir: Path):
+                 customer_dial: str, prompts: dict[str, str], recordings_dir: Path):
         self.pbx = pbx
         self.bus = bus
         self.flow = flow
@@ -87,7 +91,9 @@ class InboundApp:
         acd.offer = self._on_offer
         acd.announce = self._on_announce
         self.agent_dial = agent_dial
-        self.prompt_media = prompt_media
+        self.customer_dial = customer_dial
+        self.prompts = prompts  # name → media URI: welcome, callback_offer, callback_thanks
+        acd.offer_callback = self._on_offer_callback
         self.recordings_dir = recordings_dir
         self.sessions: dict[str, CallSession] = {}
         self.by_channel: dict[str, CallSession] = {}
@@ -125,9 +131,18 @@ class InboundApp:
         if not call.agent_answered.done():
             call.agent_answered.set_result(None)
 
+    def on_callback_answered(self, channel: ChannelInfo) -> None:
+        """The customer we called back picked up (their leg entered the application)."""
+        call = self.by_channel.get(channel.id)
+        if call is None or call.finished or call.customer_answered is None:
+            self._spawn(self.pbx.hangup(channel.id), "hangup-orphan")
+            return
+        if not call.customer_answered.done():
+            call.customer_answered.set_result(channel)
+
     def on_dtmf(self, channel_id: str, digit: str) -> None:
         call = self.by_channel.get(channel_id)
-        if call is not None and channel_id == call.customer and call.state == "ivr":
+        if call is not None and channel_id == call.customer and call.state in ("ivr", "queued"):
             call.digits.put_nowait(digit)
 
     def on_playback_finished(self, playback_id: str) -> None:
@@ -145,6 +160,8 @@ class InboundApp:
         if call is None or call.finished:
             return
         if channel_id == call.customer:
+            if call.callback and call.state in ("callback", "ringing"):
+                return  # we released the caller's line ourselves; the place in the queue is kept
             self._spawn(self.finish(call, "customer", cause), f"finish-{call.id}")
         elif channel_id == call.agent_channel:
             if call.state in ("connecting", "talking"):
@@ -169,7 +186,7 @@ class InboundApp:
             done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             playback_id = str(uuid.uuid4())
             self.playbacks[playback_id] = done
-            await self.pbx.play(call.customer, self.prompt_media, playback_id)
+            await self.pbx.play(call.customer, self.prompts["welcome"], playback_id)
             digit_task: asyncio.Future[str] = asyncio.ensure_future(call.digits.get())
             waiters: list[asyncio.Future[object]] = [digit_task, done]  # type: ignore[list-item]
             await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
@@ -242,6 +259,78 @@ class InboundApp:
             self.playbacks.pop(call.announcement, None)
             call.announcement = None
 
+    def _on_offer_callback(self, call_id: str) -> None:
+        call = self.sessions.get(call_id)
+        if call is not None and call.state == "queued":
+            self._spawn(self._offer_callback(call), f"callback-offer-{call_id}")
+
+    async def _play_and_wait(self, call: CallSession, media: str, limit: float = 30.0) -> None:
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        playback_id = str(uuid.uuid4())
+        self.playbacks[playback_id] = done
+        try:
+            await self.pbx.play(call.customer, media, playback_id)
+            await asyncio.wait_for(done, limit)
+        finally:
+            self.playbacks.pop(playback_id, None)
+
+    async def _offer_callback(self, call: CallSession) -> None:
+        """Offer to keep the caller's place and call back; pressing 1 accepts."""
+        while not call.digits.empty():
+            call.digits.get_nowait()
+        try:
+            await self.pbx.stop_moh(call.customer)
+            await self._play_and_wait(call, self.prompts["callback_offer"])
+            digit = await asyncio.wait_for(call.digits.get(), self.flow.menu_timeout)
+        except TimeoutError:
+            digit = ""
+        except PbxError:
+            return
+        if call.state != "queued":
+            return  # an agent became free meanwhile
+        if digit != "1":
+            with contextlib.suppress(PbxError):
+                await self.pbx.start_moh(call.customer, self._moh_class(call.queue_id or ""))
+            return
+        call.callback, call.state = True, "callback"
+        self.acd.keep_place_for_callback(call.id)
+        self.emit(CallCallbackRequested(queue=call.queue_id or "", position=self.acd.position(call.id)), call)
+        with contextlib.suppress(PbxError, asyncio.TimeoutError):
+            await self._play_and_wait(call, self.prompts["callback_thanks"])
+        if call.state == "callback":
+            with contextlib.suppress(PbxError):
+                await self.pbx.hangup(call.customer)
+
+    async def _call_back(self, call: CallSession, reservation: Reservation) -> None:
+        """The agent is on the line: now call the customer and join them."""
+        assert call.agent_channel is not None
+        call.state = "connecting"
+        self.acd.answered(reservation)
+        call.bridge_id = await self.pbx.create_bridge()
+        await self.pbx.add_to_bridge(call.bridge_id, [call.agent_channel])
+        channel_id = str(uuid.uuid4())
+        call.customer_answered = asyncio.get_running_loop().create_future()
+        self.by_channel.pop(call.customer, None)
+        call.customer = channel_id
+        self.by_channel[channel_id] = call
+        self.emit(CallCallbackDialed(channel_id=channel_id), call)
+        try:
+            await self.pbx.originate(OriginateRequest(
+                endpoint=self.customer_dial.format(number=call.caller_number), app_args=("callback", call.id),
+                timeout=self.flow.callback_ring_timeout, channel_id=channel_id))
+            await asyncio.wait_for(call.customer_answered, self.flow.callback_ring_timeout + 5)
+        except (TimeoutError, PbxError) as exc:
+            await self.finish(call, "system", f"callback not answered ({exc or 'timeout'})")
+            return
+        await self.pbx.add_to_bridge(call.bridge_id, [channel_id])
+        call.state = "talking"
+        call.answered_at = datetime.now(UTC)
+        assert call.queued_mono is not None
+        self.emit(CallAnswered(queue=reservation.queue_id, agent_id=reservation.agent_id,
+                               wait_seconds=round(time.monotonic() - call.queued_mono, 3)), call)
+        self.emit(CallBridged(bridge_id=call.bridge_id, agent_channel_id=call.agent_channel), call)
+        await self._record(call)
+
     async def _connect(self, call: CallSession, reservation: Reservation) -> None:
         agent_id = reservation.agent_id
         channel_id = str(uuid.uuid4())
@@ -262,7 +351,7 @@ class InboundApp:
             await self.pbx.hangup(channel_id)
             return
         try:
-            await self._bridge(call, reservation)
+            await (self._call_back if call.callback else self._bridge)(call, reservation)
         except PbxError as exc:
             await asyncio.sleep(0.5)  # a hang-up racing the bridge arrives as an event: let it decide
             if not call.finished:
@@ -279,9 +368,9 @@ class InboundApp:
         call.agent_answered = None
         if call.finished:
             return
-        call.state = "queued"
+        call.state = "callback" if call.callback else "queued"
         self.acd.missed(reservation)
-        if call.state == "queued":
+        if call.state in ("queued", "callback"):
             self.emit(CallQueued(queue=call.queue_id or reservation.queue_id,
                                  position=self.acd.position(call.id)), call)
 

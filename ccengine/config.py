@@ -45,6 +45,10 @@ class PbxSettings(_Strict):
         "PJSIP/{agent}@peer",
         description="dial string template for an agent's phone; {agent} is the agent id",
     )
+    customer_dial: str = Field(
+        "PJSIP/{number}@peer",
+        description="dial string template to call a customer back; {number} is their number",
+    )
     event_queue_size: int = Field(10_000, ge=100)
     reconnect_max_delay: float = Field(5.0, gt=0)
 
@@ -88,6 +92,7 @@ class FlowSettings(_Strict):
     menu_timeout: float = Field(5.0, gt=0)
     menu_attempts: int = Field(2, ge=1)
     ring_timeout: int = Field(15, ge=1)
+    callback_ring_timeout: int = Field(30, ge=5, description="seconds to ring a customer we call back")
 
     @field_validator("menu")
     @classmethod

@@ -48,7 +48,11 @@ from .yamlconf import ConfigError, ConfigIssue
 
 log = logging.getLogger(__name__)
 
-PROMPT_TEXT = "Welcome to Lab Bank. Accounts, press 1. Cards, 2. Fraud, 3."
+PROMPTS = {
+    "welcome": "Welcome to Lab Bank. Accounts, press 1. Cards, 2. Fraud, 3.",
+    "callback_offer": "All advisers are busy. To keep your place and be called back, press 1.",
+    "callback_thanks": "Thank you. We will call you back shortly. Goodbye.",
+}
 
 
 class Engine:
@@ -86,20 +90,24 @@ class Engine:
         self.acd.login_all()  # until agents log in through the API, configured agents are logged in
         return True
 
-    def prompt_media(self) -> str:
-        """The menu prompt as a PBX media URI; generated with espeak-ng when not configured."""
+    def prompts(self) -> dict[str, str]:
+        """Prompt media URIs; generated with espeak-ng (cached) unless a media URI is configured."""
+        out = {}
+        for name, text in PROMPTS.items():
+            wav = synthesize(text, self.settings.paths.sounds_dir / f"{name}.wav", speed=185)
+            out[name] = f"sound:{wav.with_suffix('')}"
         if self.settings.flow.prompt:
-            return self.settings.flow.prompt
-        wav = synthesize(PROMPT_TEXT, self.settings.paths.sounds_dir / "welcome.wav", speed=185)
-        return f"sound:{wav.with_suffix('')}"
+            out["welcome"] = self.settings.flow.prompt
+        return out
 
     async def start(self) -> None:
         settings = self.settings
         await asyncio.to_thread(upgrade, settings.database.url)
         settings.paths.recordings_dir.mkdir(parents=True, exist_ok=True)
-        media = await asyncio.to_thread(self.prompt_media)
+        prompts = await asyncio.to_thread(self.prompts)
         self.app = InboundApp(self.pbx, self.bus, settings.flow, self.acd, agent_dial=settings.pbx.agent_dial,
-                              prompt_media=media, recordings_dir=settings.paths.recordings_dir)
+                              customer_dial=settings.pbx.customer_dial, prompts=prompts,
+                              recordings_dir=settings.paths.recordings_dir)
         self.writer.start()
         await self.pbx.start()
         self._dispatcher = asyncio.create_task(self._dispatch(), name="engine-dispatcher")
@@ -138,6 +146,8 @@ class Engine:
             role = event.channel.app_args[0] if event.channel.app_args else "inbound"
             if role == "agent":
                 app.on_agent_answered(event.channel)
+            elif role == "callback":
+                app.on_callback_answered(event.channel)
             else:
                 app.on_customer(event.channel)
         elif isinstance(event, ChannelHungUp):

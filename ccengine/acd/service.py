@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 
 Offer = Callable[[Reservation], None]
 Announce = Callable[[str, int, float | None], None]  # call id, position, estimated wait
+OfferCallback = Callable[[str], None]  # call id
 
 
 @dataclass
@@ -33,6 +34,8 @@ class Waiting:
     queue_entered: float  # monotonic, entry into the current queue
     customer: Customer
     next_announcement: float | None = None
+    callback_offered: bool = False
+    callback: bool = False  # the caller hung up to be called back; the place is kept
 
 
 @dataclass
@@ -59,6 +62,7 @@ class Acd:
         self.waiting: dict[str, Waiting] = {}
         self.offer: Offer = lambda _r: None
         self.announce: Announce = lambda _c, _p, _w: None
+        self.offer_callback: OfferCallback = lambda _c: None
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._handle_seconds: list[float] = []  # recent talk+wrap times, for wait estimates
         self._apply(config, initial=True)
@@ -178,6 +182,12 @@ class Acd:
         order = self.router.waiting_order(waiting.queue_id, self.clock())
         return order.index(call_id) + 1 if call_id in order else 0
 
+    def keep_place_for_callback(self, call_id: str) -> None:
+        """The caller accepted a callback: their place is kept, announcements stop."""
+        waiting = self.waiting.get(call_id)
+        if waiting is not None:
+            waiting.callback = True
+
     def abandon(self, call_id: str) -> None:
         """The caller left before being connected (hung up while waiting or ringing)."""
         self.waiting.pop(call_id, None)
@@ -269,6 +279,8 @@ class Acd:
                 continue
             if state is not ContactState.WAITING or self._overflow(waiting, now):
                 continue
+            if waiting.callback:
+                continue
             if waiting.next_announcement is not None and now >= waiting.next_announcement:
                 queue = self.config.queues[waiting.queue_id]
                 waiting.next_announcement = now + queue.announcements.repeat_every
@@ -283,8 +295,15 @@ class Acd:
             if not due and rule.estimated_wait_over is not None:
                 ewt = self.estimated_wait(waiting.call_id)
                 due = ewt is not None and ewt > rule.estimated_wait_over
-            if not due or rule.action != "queue" or rule.queue is None:
+            if not due:
                 continue
+            if rule.action == "callback":
+                if not waiting.callback_offered and not waiting.callback:
+                    waiting.callback_offered = True
+                    self.offer_callback(waiting.call_id)
+                continue
+            if rule.action != "queue" or rule.queue is None:
+                continue  # voicemail is not offered yet
             target = rule.queue
             needs = self.config.needs(target, waiting.customer)
             self._publish(Event.of(CallOverflowed(from_queue=waiting.queue_id, to_queue=target,

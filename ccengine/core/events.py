@@ -64,6 +64,21 @@ class CallAnnounced(Payload):
     estimated_wait_seconds: float | None = None
 
 
+class CallCallbackRequested(Payload):
+    """The waiting caller accepted a callback: they hang up and keep their place in the queue."""
+
+    TYPE = "call.callback_requested"
+    queue: str
+    position: int
+
+
+class CallCallbackDialed(Payload):
+    """An agent is ready for a callback call; the customer is being called."""
+
+    TYPE = "call.callback_dialed"
+    channel_id: str
+
+
 class CallAgentOffered(Payload):
     """An agent's phone is being rung for this call."""
 
@@ -144,7 +159,8 @@ class EngineResynced(Payload):
 
 PAYLOADS: dict[str, type[Payload]] = {
     cls.TYPE: cls
-    for cls in (CallOffered, CallMenuSelected, CallQueued, CallOverflowed, CallAnnounced, CallAgentOffered,
+    for cls in (CallOffered, CallMenuSelected, CallQueued, CallOverflowed, CallAnnounced, CallCallbackRequested,
+                CallCallbackDialed, CallAgentOffered,
                 CallAgentNoAnswer, CallAnswered, CallBridged, CallRecordingStarted, CallRecordingStopped, CallEnded,
                 AgentStateChanged, EnginePbxLink, EngineResynced)
 }

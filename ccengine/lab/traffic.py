@@ -22,6 +22,8 @@ class Customer:
     digit: str = "1"
     prompt_wait: float = 1.0
     patience: float = 60.0
+    press: str = ""  # pressed ``press_after`` seconds after ``digit`` (e.g. "1" to accept a callback)
+    press_after: float | None = None
 
 
 class PeerDriver:
@@ -49,7 +51,8 @@ class PeerDriver:
             "CallerID": f'"Customer {customer.number}" <{customer.number}>',
             "Timeout": "30000", "Async": "true",
             "Variable": [f"PROMPT_WAIT={customer.prompt_wait:.1f}", f"DIGIT={customer.digit}",
-                         f"PATIENCE={customer.patience:.0f}"],
+                         f"PATIENCE={customer.patience:.0f}", f"PRESS={customer.press}",
+                         f"PRESS_AFTER={'' if customer.press_after is None else f'{customer.press_after:.1f}'}"],
         })
 
     async def set_global(self, name: str, value: str) -> None:

@@ -18,6 +18,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -167,8 +168,12 @@ async def peer(lab: Lab) -> AsyncIterator[PeerDriver]:
 
 
 async def pbx_channels(lab: Lab) -> list[dict[str, object]]:
+    """Channels on the switch that belong to the engine's application (other apps, such as a
+    dialer test running at the same time, are not this engine's business)."""
     ari = lab.settings.pbx.ari
     async with aiohttp.ClientSession(auth=aiohttp.BasicAuth(ari.username, ari.password)) as http, \
             http.get(f"{ari.url}/channels") as resp:
-        data: list[dict[str, object]] = await resp.json()
-        return data
+        data: list[dict[str, Any]] = await resp.json()
+    return [c for c in data
+            if str((c.get("dialplan") or {}).get("app_data", "")).split(",")[0] == ari.app
+            or str(c.get("name", "")).startswith("Snoop/")]

@@ -174,3 +174,41 @@ agents:
     await peer.call(Customer(number="5558100", digit="1", prompt_wait=0.5, patience=60))
     await engine.wait_for(all_ended(engine, 5), 40, "a call after the refused reload")
     assert engine.calls()[-1].disposition == "completed"
+
+
+async def test_callback_keeps_the_place_and_calls_the_customer_back(engine_factory, peer, lab):  # type: ignore[no-untyped-def]
+    queues = HEADER + """
+queues:
+  - id: general
+    required_skills: {general: 1}
+    hours: always
+    overflow: [{after: 3s, action: callback}]
+    announcements: {position: false, estimated_wait: false}
+agents:
+  - {id: agent1, name: One, skills: {general: 5}}
+"""
+    engine = engine_factory(queues=queues, menu={"1": "general"})
+    engine.start()
+    await peer.agent_talk_time(15, 15)
+    # the first caller keeps the only agent busy; the second accepts the callback offer.
+    # Its number tells the lab's called-party plan to answer after 1 s and talk 20 s.
+    await peer.call(Customer(number="5559001", digit="1", prompt_wait=0.5, patience=60))
+    await asyncio.sleep(1.0)
+    callback_number = "1012059002"
+    await peer.call(Customer(number=callback_number, digit="1", prompt_wait=0.5, patience=30,
+                             press="1", press_after=10))
+    await engine.wait_for(lambda: len(engine.events("call.callback_requested")) == 1, 30, "callback accepted")
+    await engine.wait_for(all_ended(engine, 2), 90, "both calls to end")
+
+    first, second = engine.calls()
+    assert first.caller_number == "5559001" and first.disposition == "completed"
+    assert second.caller_number == callback_number and second.disposition == "completed"
+    assert second.agent_id == "agent1" and second.answered_at > first.ended_at
+    [requested] = engine.events("call.callback_requested")
+    assert requested.call_id == second.id and requested.data == {"queue": "general", "position": 1}
+    [dialed] = engine.events("call.callback_dialed")
+    legs = [e.data["channel_id"] for e in engine.events("call.offered") if e.call_id == second.id]
+    assert dialed.data["channel_id"] not in legs, "the customer was reached on a new leg"
+    assert "ABANDON" not in verbs(engine, second.id)
+    await asyncio.sleep(1)
+    assert await pbx_channels(lab) == []
