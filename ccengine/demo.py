@@ -11,7 +11,8 @@ import click
 
 from .config import Settings
 from .engine import Engine
-from .lab.lab import Lab
+from .lab.chroot import LabError
+from .lab.lab import LAB_AGENTS, Lab
 from .lab.queues import write_general_queue
 from .lab.traffic import Customer, PeerDriver
 from .store.reports import format_kpis, kpis
@@ -51,6 +52,8 @@ def live_line(engine: Engine, started: float, placed: int, total: int) -> str:
 
 
 async def run_demo(settings: Settings, *, calls: int, agents: int, rate: float, serve: bool, seed: int) -> None:
+    if not 1 <= agents <= LAB_AGENTS:
+        raise LabError(f"--agents must be between 1 and {LAB_AGENTS} (the lab's softphones)")
     settings = demo_settings(settings, agents)
     click.echo("lab: starting pbx and peer (first run builds the Asterisk chroot, ~2 min)…")
     statuses = await asyncio.to_thread(Lab(settings).up)

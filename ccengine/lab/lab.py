@@ -32,6 +32,21 @@ AGENT_LINES = (
 )
 
 
+LAB_AGENTS = 40
+
+
+def agent_endpoints(count: int, peer_sip_port: int) -> str:
+    """PJSIP endpoint + AOR for softphones agent1..agentN on the peer."""
+    blocks = []
+    for i in range(1, count + 1):
+        blocks.append(
+            f"[agent{i}]\ntype = endpoint\ntransport = transport-udp\ncontext = from-peer\ndisallow = all\n"
+            f"allow = ulaw,alaw\ndirect_media = no\nrtp_symmetric = yes\ndtmf_mode = rfc4733\naors = agent{i}\n\n"
+            f"[agent{i}]\ntype = aor\ncontact = sip:agent{i}@127.0.0.1:{peer_sip_port}\nqualify_frequency = 0\n"
+        )
+    return "\n".join(blocks)
+
+
 @dataclass(frozen=True)
 class InstanceStatus:
     name: str
@@ -87,6 +102,7 @@ class Lab:
             "ari_password": pbx_cfg.ari.password,
             "pbx_sip_port": str(self.pbx.ports.sip_port),
             "peer_sip_port": str(self.peer.ports.sip_port),
+            "agent_endpoints": agent_endpoints(LAB_AGENTS, self.peer.ports.sip_port),
         }
         self.pbx.render([TEMPLATES / "common", TEMPLATES / "pbx", DIALPLANS / "pbx.conf"],
                         {**common, "ami_username": pbx_cfg.ami.username, "ami_secret": pbx_cfg.ami.secret})
@@ -94,7 +110,10 @@ class Lab:
                          {**common, "ami_username": self.settings.lab.peer_ami_username,
                           "ami_secret": self.settings.lab.peer_ami_secret})
         for instance in self.instances:
-            instance.start()
+            if instance.running():
+                instance.cli("core reload")  # apply re-rendered configuration to a running lab
+            else:
+                instance.start()
         return self.status()
 
     def down(self) -> list[str]:
