@@ -94,6 +94,7 @@ class InboundApp:
         self.customer_dial = customer_dial
         self.prompts = prompts  # name → media URI: welcome, callback_offer, callback_thanks
         acd.offer_callback = self._on_offer_callback
+        acd.expire = self._on_expire
         self.recordings_dir = recordings_dir
         self.sessions: dict[str, CallSession] = {}
         self.by_channel: dict[str, CallSession] = {}
@@ -210,14 +211,30 @@ class InboundApp:
 
     async def _enqueue(self, call: CallSession, queue_id: str) -> None:
         """Hand the call to the ACD; it may reserve an agent at once (``_on_offer``)."""
+        if not self.acd.is_open(queue_id, datetime.now(UTC)):
+            await self._apologise_and_end(call, "closed", f"queue {queue_id} is closed")
+            return
         call.state, call.queue_id = "queued", queue_id
         if call.queued_mono is None:
             call.queued_mono = time.monotonic()
         await self.pbx.start_moh(call.customer, self._moh_class(queue_id))
         if call.finished:
             return
-        self.acd.enqueue(call.id, queue_id,
+        self.acd.enqueue(call.id, queue_id, caller=call.caller_number,
                          entered=lambda position: self.emit(CallQueued(queue=queue_id, position=position), call))
+
+    def _on_expire(self, call_id: str) -> None:
+        call = self.sessions.get(call_id)
+        if call is not None and call.state == "queued":
+            self._spawn(self._apologise_and_end(call, "max_wait", "maximum wait reached"), f"expire-{call_id}")
+
+    async def _apologise_and_end(self, call: CallSession, prompt: str, cause: str) -> None:
+        """Closed queue or wait too long: tell the caller, then end the call from our side."""
+        with contextlib.suppress(PbxError, asyncio.TimeoutError):
+            if call.state == "queued":
+                await self.pbx.stop_moh(call.customer)
+            await self._play_and_wait(call, self.prompts[prompt])
+        await self.finish(call, "system", cause, disposition="closed" if prompt == "closed" else "timed_out")
 
     def _on_offer(self, reservation: Reservation) -> None:
         call = self.sessions.get(reservation.contact_id)
@@ -404,7 +421,7 @@ class InboundApp:
         self.emit(CallRecordingStarted(recording_id=call.recording_id, path=str(path)), call)
 
     # -- the end ---------------------------------------------------------------------------------
-    async def finish(self, call: CallSession, ended_by: str, cause: str) -> None:
+    async def finish(self, call: CallSession, ended_by: str, cause: str, disposition: str | None = None) -> None:
         """End ``call`` once: release the other leg, the bridge and the agent; record the outcome."""
         if call.finished:
             return
@@ -427,9 +444,10 @@ class InboundApp:
         if call.bridge_id:
             with contextlib.suppress(PbxError):
                 await self.pbx.destroy_bridge(call.bridge_id)
-        disposition = {"talking": "completed", "ivr": "ivr_hangup"}.get(state, "abandoned")
-        if (ended_by == "pbx" and state != "talking") or (ended_by == "agent" and state == "connecting"):
-            disposition = "failed"
+        if disposition is None:
+            disposition = {"talking": "completed", "ivr": "ivr_hangup"}.get(state, "abandoned")
+            if (ended_by == "pbx" and state != "talking") or (ended_by == "agent" and state == "connecting"):
+                disposition = "failed"
         self.emit(CallEnded(disposition=disposition, ended_by=ended_by, cause=cause[:120],
                             talk_seconds=round(talk, 3) if talk is not None else None), call)
         if call.recording_id:

@@ -105,6 +105,9 @@ class FlowSettings(_Strict):
 
 class AcdSettings(_Strict):
     queues: Path = Field(Path("queues.yaml"), description="queue/agent definitions: a file or a folder")
+    not_ready_reasons: tuple[str, ...] = Field(
+        ("break", "lunch", "meeting", "training", "coaching", "admin", "technical_issue"),
+        min_length=1, description="reason codes an agent may give when going not ready")
     rona_pause: float | None = Field(10.0, ge=0, description="seconds before an agent who missed a call "
                                                              "is made ready again; null = stays not ready")
 

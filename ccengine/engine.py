@@ -14,6 +14,7 @@ import contextlib
 import logging
 import os
 import signal
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from sqlalchemy import select
@@ -24,6 +25,9 @@ from ari_apps.inbound import InboundApp
 from .acd.definitions import load_queue_config
 from .acd.service import Acd
 from .config import Settings
+from .control import make_app as make_control
+from .control import serve as serve_control
+from .control import socket_path
 from .core.bus import EventBus
 from .core.events import EnginePbxLink, EngineResynced, Event
 from .pbx.asterisk.adapter import AsteriskAdapter
@@ -52,6 +56,8 @@ PROMPTS = {
     "welcome": "Welcome to Lab Bank. Accounts, press 1. Cards, 2. Fraud, 3.",
     "callback_offer": "All advisers are busy. To keep your place and be called back, press 1.",
     "callback_thanks": "Thank you. We will call you back shortly. Goodbye.",
+    "closed": "Lab Bank is closed now. Please call again during our opening hours. Goodbye.",
+    "max_wait": "We are sorry, all advisers are still busy. Please call again later. Goodbye.",
 }
 
 
@@ -105,6 +111,7 @@ class Engine:
         await asyncio.to_thread(upgrade, settings.database.url)
         settings.paths.recordings_dir.mkdir(parents=True, exist_ok=True)
         prompts = await asyncio.to_thread(self.prompts)
+        await asyncio.to_thread(self._seed_affinity)
         self.app = InboundApp(self.pbx, self.bus, settings.flow, self.acd, agent_dial=settings.pbx.agent_dial,
                               customer_dial=settings.pbx.customer_dial, prompts=prompts,
                               recordings_dir=settings.paths.recordings_dir)
@@ -186,6 +193,23 @@ class Engine:
         log.info("resync: %d channels, %d calls recovered, %d closed", len(snapshot.channels), recovered, closed)
         self._first_sync.set()
 
+    def _seed_affinity(self) -> None:
+        """Last agent per caller over the longest affinity window, so affinity survives a restart."""
+        window = max((float(q.affinity_window) for q in self.acd.config.queues.values()), default=0.0)
+        if window <= 0:
+            return
+        now = datetime.now(UTC)
+        since = now - timedelta(seconds=window)
+        with Session(self.db) as session:
+            rows = session.execute(select(CallRow.caller_number, CallRow.agent_id, CallRow.ended_at)
+                                   .where(CallRow.ended_at >= since, CallRow.agent_id.is_not(None))
+                                   .order_by(CallRow.ended_at)).all()
+        for caller, agent_id, ended_at in rows:
+            if agent_id is None or ended_at is None:
+                continue
+            ended = ended_at if ended_at.tzinfo else ended_at.replace(tzinfo=UTC)
+            self.acd.remember_agent(caller, agent_id, (now - ended).total_seconds())
+
     def _open_calls(self) -> list[tuple[CallRow, list[LegRow], RecordingRow | None]]:
         with Session(self.db) as session:
             calls = session.scalars(select(CallRow).where(CallRow.ended_at.is_(None))).all()
@@ -212,10 +236,13 @@ async def run_engine(settings: Settings, stop: asyncio.Event) -> None:
     loop.add_signal_handler(signal.SIGHUP, engine.reload_queues)
     pid = pid_file(settings)
     pid.write_text(f"{os.getpid()}\n")
+    control = await serve_control(make_control(engine.acd, settings.acd.not_ready_reasons, engine.reload_queues),
+                                  socket_path(settings.paths.state_dir))
     log.info("engine running (ARI app %s)", settings.pbx.ari.app)
     try:
         await stop.wait()
     finally:
         loop.remove_signal_handler(signal.SIGHUP)
         pid.unlink(missing_ok=True)
+        await control.cleanup()
         await engine.stop()

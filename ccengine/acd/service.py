@@ -13,6 +13,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from ..core.events import AgentStateChanged, CallOverflowed, Event
 from .definitions import Customer, QueueConfig
@@ -24,6 +25,7 @@ log = logging.getLogger(__name__)
 Offer = Callable[[Reservation], None]
 Announce = Callable[[str, int, float | None], None]  # call id, position, estimated wait
 OfferCallback = Callable[[str], None]  # call id
+Expire = Callable[[str], None]  # call id: waited past the queue's max_wait, end the call
 
 
 @dataclass
@@ -36,6 +38,7 @@ class Waiting:
     next_announcement: float | None = None
     callback_offered: bool = False
     callback: bool = False  # the caller hung up to be called back; the place is kept
+    expired: bool = False  # max_wait handled
 
 
 @dataclass
@@ -63,6 +66,9 @@ class Acd:
         self.offer: Offer = lambda _r: None
         self.announce: Announce = lambda _c, _p, _w: None
         self.offer_callback: OfferCallback = lambda _c: None
+        self.expire: Expire = lambda _c: None
+        self._last_agent: dict[str, tuple[str, float]] = {}  # caller → (agent, monotonic time)
+        self._caller_of: dict[str, str] = {}  # call id → caller, for affinity
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._handle_seconds: list[float] = []  # recent talk+wrap times, for wait estimates
         self._apply(config, initial=True)
@@ -130,6 +136,15 @@ class Acd:
         self._set(view, "ready", reason)
         self._offer_all(self.router.set_ready(agent_id, self.clock()))
 
+    def logout(self, agent_id: str) -> None:
+        """Log an agent out; refused (RoutingError) while a call is reserved or connected."""
+        view = self.agents[agent_id]
+        if view.state == "logged_out":
+            return
+        self._cancel_timer(agent_id)
+        self.router.logout(agent_id, self.clock())
+        self._set(view, "logged_out", "logout")
+
     def not_ready(self, agent_id: str, reason: str) -> None:
         view = self.agents[agent_id]
         self._cancel_timer(agent_id)
@@ -158,8 +173,18 @@ class Acd:
             timer.cancel()
 
     # -- contacts ------------------------------------------------------------------------------
+    def is_open(self, queue_id: str, when: datetime) -> bool:
+        queue = self.config.queues[queue_id]
+        if queue.hours is None:
+            return True
+        return self.config.calendars[queue.hours].is_open(when)
+
+    def remember_agent(self, caller: str, agent_id: str, seconds_ago: float) -> None:
+        """Who last served ``caller`` (seeded from the store at start, updated as calls end)."""
+        self._last_agent[caller] = (agent_id, self.clock() - seconds_ago)
+
     def enqueue(self, call_id: str, queue_id: str, customer: Customer | None = None,
-                entered: Callable[[int], None] = lambda _position: None) -> None:
+                entered: Callable[[int], None] = lambda _position: None, caller: str = "") -> None:
         """Route a new call. ``entered(position)`` runs before any agent is offered the call, so
         the queue entry is recorded before the reservation it may cause (position 0 = agent found)."""
         customer = customer or Customer()
@@ -170,8 +195,12 @@ class Acd:
                                                      or queue.announcements.estimated_wait) else None
         self.waiting[call_id] = Waiting(call_id, queue_id, now, now, customer,
                                         now + first if first is not None else None)
+        last_agent, last_at = self._last_agent.get(caller, (None, None)) if caller else (None, None)
+        if caller:
+            self._caller_of[call_id] = caller
         offer = self.router.contact_arrives(call_id, queue_id, now, priority=needs.priority,
-                                            skills=needs.required_skills)
+                                            skills=needs.required_skills, last_agent=last_agent,
+                                            last_agent_at=last_at)
         entered(0 if offer is not None else self.position(call_id))
         self._offer_all(offer)
 
@@ -191,6 +220,7 @@ class Acd:
     def abandon(self, call_id: str) -> None:
         """The caller left before being connected (hung up while waiting or ringing)."""
         self.waiting.pop(call_id, None)
+        self._caller_of.pop(call_id, None)
         reservation = self._reservation_for(call_id)
         if self.router.contact_state(call_id) is None:
             return
@@ -230,6 +260,9 @@ class Acd:
         view = self.agents.get(agent_id)
         if view is None or view.call_id != call_id:
             return
+        caller = self._caller_of.pop(call_id, None)
+        if caller:
+            self._last_agent[caller] = (agent_id, self.clock())
         try:
             offer = self.router.finish(agent_id, call_id, self.clock())
         except RoutingError:  # a call recovered after a restart: the router never routed it
@@ -277,7 +310,7 @@ class Acd:
             if state is None:
                 self.waiting.pop(waiting.call_id, None)
                 continue
-            if state is not ContactState.WAITING or self._overflow(waiting, now):
+            if state is not ContactState.WAITING or self._overflow(waiting, now) or self._max_wait(waiting, now):
                 continue
             if waiting.callback:
                 continue
@@ -286,6 +319,21 @@ class Acd:
                 waiting.next_announcement = now + queue.announcements.repeat_every
                 self.announce(waiting.call_id, self.position(waiting.call_id),
                               self.estimated_wait(waiting.call_id))
+
+    def _max_wait(self, waiting: Waiting, now: float) -> bool:
+        """Past the queue's maximum wait: offer a callback, or end the call with an apology."""
+        queue = self.config.queues[waiting.queue_id]
+        if queue.max_wait is None or waiting.expired or now - waiting.queue_entered < queue.max_wait:
+            return False
+        if queue.on_max_wait == "callback" and not waiting.callback_offered and not waiting.callback:
+            waiting.callback_offered = True
+            self.offer_callback(waiting.call_id)
+            return True
+        if waiting.callback:
+            return False  # a callback keeps its place however long it takes
+        waiting.expired = True
+        self.expire(waiting.call_id)
+        return True
 
     def _overflow(self, waiting: Waiting, now: float) -> bool:
         queue = self.config.queues[waiting.queue_id]

@@ -300,6 +300,61 @@ def queues_show(ctx: Context) -> None:
     click.echo("agents: " + (", ".join(f"{state} {n}" for state, n in sorted(agents.items())) or "none"))
 
 
+@main.group()
+def agents() -> None:
+    """Agent states on the running engine (through its local control socket)."""
+
+
+def _control(ctx: Context, method: str, path: str, **params: str) -> object:
+    import aiohttp
+
+    from ..control import socket_path
+
+    sock = socket_path(ctx.settings.paths.state_dir)
+
+    async def call() -> object:
+        async with aiohttp.ClientSession(connector=aiohttp.UnixConnector(path=str(sock))) as http, \
+                http.request(method, f"http://engine{path}", params=params) as resp:
+            if resp.status >= 400:
+                click.echo(f"error: {resp.reason}", err=True)
+                sys.exit(1)
+            return await resp.json()
+
+    try:
+        return asyncio.run(call())
+    except (aiohttp.ClientConnectionError, FileNotFoundError):
+        click.echo(f"error: no running engine at {sock}", err=True)
+        sys.exit(1)
+
+
+@agents.command("list")
+@pass_context
+def agents_list(ctx: Context) -> None:
+    """Every agent with state, reason and current call."""
+    rows = _control(ctx, "GET", "/agents")
+    assert isinstance(rows, list)
+    for row in rows:
+        click.echo(f"{row['id']:<12}{row['state']:<12}{row['reason']:<20}{row['call_id'] or ''}")
+
+
+def _agent_command(action: str, help_text: str) -> None:
+    @agents.command(action.replace("_", "-"), help=help_text)
+    @click.argument("agent")
+    @click.option("--reason", default="", help="reason code (required for not-ready)")
+    @pass_context
+    def command(ctx: Context, agent: str, reason: str) -> None:
+        row = _control(ctx, "POST", f"/agents/{agent}/{action}", reason=reason)
+        assert isinstance(row, dict)
+        click.echo(f"{row['id']}: {row['state']} {row['reason']}".rstrip())
+
+
+for _action, _help in (("login", "Log an agent in (not ready until made ready)."),
+                       ("logout", "Log an agent out (refused during a call)."),
+                       ("ready", "Make an agent ready for calls."),
+                       ("not_ready", "Take an agent off calls with a reason code.")):
+    _agent_command(_action, _help)
+
+
 def _register_domain_groups() -> None:
     """Command groups owned by the feature packages."""
     from ..acd.cli import queues

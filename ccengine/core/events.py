@@ -126,7 +126,7 @@ class CallEnded(Payload):
     """The call is over. ``disposition``: how it ended from the center's point of view."""
 
     TYPE = "call.ended"
-    disposition: Literal["completed", "abandoned", "ivr_hangup", "failed"]
+    disposition: Literal["completed", "abandoned", "ivr_hangup", "closed", "timed_out", "failed"]
     ended_by: Literal["customer", "agent", "system", "pbx"]
     cause: str = ""
     talk_seconds: float | None = None

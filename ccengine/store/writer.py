@@ -142,6 +142,8 @@ def queue_log_entry(session: Session, e: Event) -> QueueLogRow | None:
             row.talk_seconds, row.agent_id = d.get("talk_seconds"), call.agent_id
         elif d["disposition"] == "abandoned":
             row.verb, row.wait_seconds = "ABANDON", _seconds_since(call.queued_at, e.occurred_at)
+        elif d["disposition"] == "timed_out":
+            row.verb, row.wait_seconds = "EXITWITHTIMEOUT", _seconds_since(call.queued_at, e.occurred_at)
         else:
             row.verb = "FAILED"
         row.queue = row.queue or call.queue
