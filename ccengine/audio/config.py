@@ -1,0 +1,94 @@
+"""``config/analytics.yaml``: phrase lists, thresholds, and which analysers run per queue.
+
+Validated once at load with every mistake reported as file:line:col, like the
+rest of ccengine's configuration.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from ccengine.yamlconf import load_model
+
+from .agitation import AgitationSettings
+from .keywords import Phrase
+from .vad import VadSettings
+
+Analyser = Literal["vad", "agitation", "keywords", "cards", "diarization"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PhraseConfig(_Strict):
+    text: str = Field(min_length=1)
+    kind: Literal["disclosure", "risk"]
+    speaker: Literal["agent", "customer", "any"] = "any"
+    max_distance: float = Field(default=0.5, gt=0.0, lt=1.0)
+    deadline_s: float | None = Field(default=None, gt=0.0,
+                                     description="disclosure must be heard before this offset (else at call end)")
+
+    def phrase(self) -> Phrase:
+        return Phrase(self.text, self.kind, self.max_distance)
+
+
+class VadConfig(_Strict):
+    mode: int = Field(default=2, ge=0, le=3)
+    hangover_s: float = Field(default=0.4, ge=0.0, le=2.0)
+    silence_event_s: float = Field(default=5.0, gt=0.0)
+    overtalk_min_s: float = Field(default=0.5, gt=0.0)
+
+    def settings(self) -> VadSettings:
+        return VadSettings(hangover_s=self.hangover_s, silence_event_s=self.silence_event_s,
+                           overtalk_min_s=self.overtalk_min_s)
+
+
+class AgitationConfig(_Strict):
+    threshold: float = Field(default=1.5, gt=0.0)
+    hold_s: float = Field(default=2.0, gt=0.0)
+    baseline_s: float = Field(default=4.0, gt=0.0)
+
+    def settings(self) -> AgitationSettings:
+        return AgitationSettings(threshold=self.threshold, hold_s=self.hold_s, baseline_s=self.baseline_s)
+
+
+class AsrConfig(_Strict):
+    backend: str = "pocketsphinx"
+    model_dir: Path | None = None
+    card_last4: bool = False
+
+
+class QueueAnalytics(_Strict):
+    analysers: list[Analyser]
+    phrases: list[str] = Field(default_factory=list, description="names from the phrases table")
+
+
+class AnalyticsConfig(_Strict):
+    receiver_port: int = Field(default=40000, ge=0, le=65535)
+    queue_frames: int = Field(default=50, ge=1)
+    jitter_packets: int = Field(default=3, ge=1, le=50)
+    vad: VadConfig = VadConfig()
+    agitation: AgitationConfig = AgitationConfig()
+    asr: AsrConfig = AsrConfig()
+    phrases: dict[str, PhraseConfig] = Field(default_factory=dict)
+    queues: dict[str, QueueAnalytics] = Field(default_factory=dict)
+    default: QueueAnalytics = QueueAnalytics(analysers=["vad"])
+
+    @model_validator(mode="after")
+    def _phrases_exist(self) -> AnalyticsConfig:
+        for name, q in self.queues.items():
+            unknown = sorted(set(q.phrases) - set(self.phrases))
+            if unknown:
+                raise ValueError(f"queue {name!r} names unknown phrases: {', '.join(unknown)}")
+        return self
+
+    def for_queue(self, queue: str | None) -> QueueAnalytics:
+        return self.queues.get(queue or "", self.default)
+
+
+def load_analytics(path: str | Path) -> AnalyticsConfig:
+    return load_model(path, AnalyticsConfig)

@@ -1,0 +1,113 @@
+"""Receiver frames → VAD per stream → call-level talk/silence/overtalk + batched agitation.
+
+One instance serves every tapped call of the process. Frames arrive in
+batches (whatever each stream queued since the last tick); agitation runs
+once per round over all streams at the same rate, which is what lets one core
+carry hundreds of streams.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ccengine.core.events import Payload
+
+from .agitation import AgitationBank, AgitationSettings
+from .events import Direction
+from .rtp import Frame
+from .vad import FRAME_S, CallVad, FrameVad, VadSettings
+
+Emit = Callable[[str, Payload, Frame], None]
+
+
+@dataclass
+class _Tap:
+    call_id: str
+    direction: Direction
+    slot: int
+    vad: FrameVad
+
+
+@dataclass
+class _Call:
+    vad: CallVad
+    directions: set[str]
+    pending: dict[int, dict[str, bool]] = field(default_factory=dict)
+
+
+class Pipeline:
+    """Routes frames of registered streams to the per-call analysers; ``emit`` gets each event."""
+
+    def __init__(self, emit: Emit, *, capacity: int = 1024, vad_mode: int = 2,
+                 vad_settings: VadSettings | None = None, agitation: AgitationSettings | None = None,
+                 agitation_directions: tuple[str, ...] = ("customer",)):
+        self.emit = emit
+        self.vad_mode = vad_mode
+        self.vad_settings = vad_settings or VadSettings()
+        self.banks = {8000: AgitationBank(capacity, agitation), 16000: AgitationBank(capacity, agitation)}
+        self.agitation_directions = agitation_directions
+        self.taps: dict[str, _Tap] = {}
+        self.calls: dict[str, _Call] = {}
+        self._free = list(range(capacity - 1, -1, -1))
+        self.frames = 0
+
+    def add(self, stream: str, call_id: str, direction: Direction) -> None:
+        slot = self._free.pop()
+        for bank in self.banks.values():
+            bank.reset(np.array([slot], dtype=np.intp))
+        self.taps[stream] = _Tap(call_id, direction, slot, FrameVad(self.vad_mode))
+        call = self.calls.setdefault(call_id, _Call(CallVad(self.vad_settings), set()))
+        call.directions.add(direction)
+
+    def remove_call(self, call_id: str) -> dict[str, float | int] | None:
+        """Forget a call's streams; returns its VAD summary for the store."""
+        for key in [k for k, t in self.taps.items() if t.call_id == call_id]:
+            self._free.append(self.taps.pop(key).slot)
+        call = self.calls.pop(call_id, None)
+        if call is None:
+            return None
+        call.vad.close()
+        return call.vad.summary()
+
+    def process(self, frames: list[Frame]) -> None:
+        rounds: dict[str, list[Frame]] = {}
+        for f in frames:
+            if f.stream in self.taps:
+                rounds.setdefault(f.stream, []).append(f)
+        depth = max((len(v) for v in rounds.values()), default=0)
+        for r in range(depth):
+            batch = [fs[r] for fs in rounds.values() if len(fs) > r]
+            self._vad(batch)
+            self._agitation(batch)
+        self.frames += sum(len(v) for v in rounds.values())
+
+    def _vad(self, batch: list[Frame]) -> None:
+        for f in batch:
+            tap = self.taps[f.stream]
+            call = self.calls[tap.call_id]
+            slot = call.pending.setdefault(f.index, {})
+            slot[tap.direction] = tap.vad.is_speech(f.pcm, f.rate)
+            if len(slot) == len(call.directions):
+                del call.pending[f.index]
+                if len(call.pending) > 50:  # the other leg's frame was dropped: give up on those
+                    for stale in [i for i in call.pending if i < f.index]:
+                        del call.pending[stale]
+                for ev in call.vad.step(f.index * FRAME_S, slot):
+                    self.emit(tap.call_id, ev, f)
+
+    def _agitation(self, batch: list[Frame]) -> None:
+        for rate, bank in self.banks.items():
+            sel = [f for f in batch if f.rate == rate and self.taps[f.stream].direction in self.agitation_directions]
+            if not sel:
+                continue
+            slots = np.array([self.taps[f.stream].slot for f in sel], dtype=np.intp)
+            bank.step(slots, np.stack([f.pcm for f in sel]), rate)
+            for i in bank.above(slots):
+                f = sel[i]
+                tap = self.taps[f.stream]
+                ev = bank.check(tap.slot, tap.direction)
+                if ev is not None:
+                    self.emit(tap.call_id, ev, f)

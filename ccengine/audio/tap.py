@@ -1,0 +1,87 @@
+"""Live tap wiring: per call direction, a snoop channel bridged to an externalMedia channel.
+
+Only PbxAdapter protocol methods are used, so any backend that implements
+snoop/external_media works. Each direction is tapped on its own (spy="in":
+what that party says), which makes diarization of a two-leg call exact.
+The tap never touches the call's own bridge or recording; tearing it down
+only hangs up the channels it created. Untested against a live PBX yet.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from ccengine.pbx.protocol import ChannelGone, PbxAdapter, PbxError
+
+from .events import Direction
+from .rtp import Codec, RtpReceiver
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TapLeg:
+    direction: Direction
+    channel_id: str
+    stream: str
+    snoop_id: str = ""
+    media_id: str = ""
+    bridge_id: str = ""
+
+
+@dataclass
+class CallTap:
+    """Sets up and tears down the taps of one call; RTP goes to ``receiver`` at ``host``."""
+
+    pbx: PbxAdapter
+    receiver: RtpReceiver
+    host: str  # "ip:port" the PBX sends RTP to (the receiver's address as the PBX sees it)
+    call_id: str
+    codec: Codec = "slin16"
+    legs: list[TapLeg] = field(default_factory=list)
+
+    async def start(self, channels: dict[Direction, str]) -> list[TapLeg]:
+        """Tap each ``direction -> channel id``; a leg that fails is logged and skipped, never fatal."""
+        for direction, channel_id in channels.items():
+            leg = TapLeg(direction, channel_id, f"{self.call_id}:{direction}")
+            try:
+                await self._start_leg(leg)
+            except PbxError as exc:
+                log.warning("tap %s %s not started: %s", self.call_id, direction, exc)
+                await self._stop_leg(leg)
+                continue
+            self.legs.append(leg)
+        return self.legs
+
+    async def _start_leg(self, leg: TapLeg) -> None:
+        args = ("tap", self.call_id, leg.direction)
+        leg.snoop_id = await self.pbx.snoop(leg.channel_id, spy="in", whisper="none", app_args=args)
+        leg.media_id = await self.pbx.external_media(self.host, audio_format=self.codec, app_args=args)
+        # Asterisk reports where it sends from; that address identifies the stream on our socket.
+        addr = await self.pbx.get_variable(leg.media_id, "UNICASTRTP_LOCAL_ADDRESS")
+        port = await self.pbx.get_variable(leg.media_id, "UNICASTRTP_LOCAL_PORT")
+        self.receiver.register(leg.stream, self.codec, addr=(addr, int(port)))
+        leg.bridge_id = await self.pbx.create_bridge()
+        await self.pbx.add_to_bridge(leg.bridge_id, [leg.snoop_id, leg.media_id])
+
+    async def _stop_leg(self, leg: TapLeg) -> None:
+        self.receiver.unregister(leg.stream)
+        for channel in (leg.snoop_id, leg.media_id):
+            if channel:
+                try:
+                    await self.pbx.hangup(channel)
+                except ChannelGone:
+                    pass
+                except PbxError as exc:
+                    log.warning("tap %s: hangup %s failed: %s", self.call_id, channel, exc)
+        if leg.bridge_id:
+            try:
+                await self.pbx.destroy_bridge(leg.bridge_id)
+            except PbxError as exc:
+                log.debug("tap %s: bridge %s: %s", self.call_id, leg.bridge_id, exc)
+
+    async def stop(self) -> None:
+        for leg in self.legs:
+            await self._stop_leg(leg)
+        self.legs = []

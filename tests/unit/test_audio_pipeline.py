@@ -1,0 +1,59 @@
+"""End to end on loopback: RTP of a scripted two-leg call -> receiver -> pipeline -> events."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+
+import numpy as np
+
+from ccengine.audio.events import CallAnalyticsOvertalk, CallAnalyticsSilence
+from ccengine.audio.pipeline import Pipeline
+from ccengine.audio.rtp import Frame, build_rtp, open_receiver, receiver_port
+from ccengine.audio.vad import VadSettings
+from ccengine.core.events import Payload
+from tests.unit.test_audio_analysers import RATE, say, silence
+
+
+async def test_two_legs_over_udp_give_silence_and_overtalk_events() -> None:
+    a = say("Good morning, thank you for calling. How can I help you today?")
+    c = say("Hello, I would like to check the balance of my savings account.")
+    # agent talks; 3 s of silence; both talk at once (customer starts 1 s into the agent's speech)
+    agent = np.concatenate([a, silence(3.0), a])
+    customer = np.concatenate([silence(len(a) / RATE + 3.0 + 1.0), c])
+    n = max(len(agent), len(customer))
+    agent = np.pad(agent, (0, n - len(agent)))
+    customer = np.pad(customer, (0, n - len(customer)))
+    events: list[tuple[str, Payload]] = []
+    rx = await open_receiver(queue_size=2000)  # faster than real time here; overload is tested elsewhere
+    pipe = Pipeline(lambda call, ev, f: events.append((call, ev)),
+                    vad_settings=VadSettings(silence_event_s=2.0, overtalk_min_s=0.5))
+    for ssrc, (key, direction) in enumerate([("agent", "agent"), ("cust", "customer")], start=1):
+        rx.register(key, "slin", ssrc=ssrc)
+        pipe.add(key, "call-1", direction)  # type: ignore[arg-type]
+
+    async def handle(frames: list[Frame]) -> None:
+        pipe.process(frames)
+
+    consumer = asyncio.create_task(rx.consume(handle))
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        for i in range(n // 160):
+            for ssrc, sig in ((1, agent), (2, customer)):
+                sock.sendto(build_rtp(i, i * 160, ssrc, sig[i * 160:(i + 1) * 160].astype(">i2").tobytes()),
+                            ("127.0.0.1", receiver_port(rx)))
+            if i % 25 == 0:
+                await asyncio.sleep(0.005)  # ~10x real time, lets the loop read
+        await asyncio.sleep(0.3)
+    finally:
+        sock.close()
+        consumer.cancel()
+        rx.close()
+    silences = [e for _, e in events if isinstance(e, CallAnalyticsSilence)]
+    overtalk = [e for _, e in events if isinstance(e, CallAnalyticsOvertalk)]
+    assert len(silences) == 1 and abs(silences[0].started_at - len(a) / RATE) < 0.5
+    assert len(overtalk) == 1 and overtalk[0].by == "customer"
+    assert abs(overtalk[0].started_at - (len(a) / RATE + 4.0)) < 0.5
+    summary = pipe.remove_call("call-1")
+    assert summary is not None and summary["customer_interruptions"] == 1
+    assert rx.dropped() == 0
