@@ -2,8 +2,8 @@
 
 from alembic import context
 
-from ccengine.store.database import make_engine
 import ccengine.dialer.schema  # noqa: F401  (registers the dialer tables on Base)
+from ccengine.store.database import make_engine
 from ccengine.store.schema import Base
 
 config = context.config
