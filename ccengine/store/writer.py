@@ -10,9 +10,11 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any, TypeVar
 
-from sqlalchemy import Engine, update
+from sqlalchemy import Engine, insert, update
 from sqlalchemy.orm import Session
 
 from ..core.bus import EventBus, Subscription
@@ -22,19 +24,36 @@ from .schema import AgentRow, CallRow, EventRow, LegRow, QueueLogRow, RecordingR
 log = logging.getLogger(__name__)
 
 Projector = Callable[[Session, Event], None]
+RowT = TypeVar("RowT")
+
+
+def _cached(session: Session, model: type[RowT], key: str) -> RowT | None:
+    """``session.get`` that keeps a strong reference for the batch: the session's identity map is
+    weak, so a clean row would otherwise be reloaded by every event that touches it."""
+    cache: dict[tuple[type[Any], str], Any] = session.info.setdefault("rows", {})
+    if (model, key) not in cache:
+        cache[(model, key)] = session.get(model, key)
+    row: RowT | None = cache[(model, key)]
+    return row
+
+
+def _keep(session: Session, row: Any, key: str) -> None:
+    session.info.setdefault("rows", {})[(type(row), key)] = row
 
 
 def _call(session: Session, event: Event) -> CallRow | None:
-    return session.get(CallRow, event.call_id) if event.call_id else None
+    return _cached(session, CallRow, event.call_id) if event.call_id else None
 
 
 def _offered(session: Session, e: Event) -> None:
     d = e.data
-    session.merge(CallRow(id=e.call_id, caller_number=d["caller_number"], caller_name=d.get("caller_name", ""),
-                          dialed=d["dialed"], state="ivr", offered_at=e.occurred_at))
-    session.flush()
-    session.merge(LegRow(channel_id=d["channel_id"], call_id=e.call_id, role="customer",
-                         created_at=e.occurred_at, answered_at=e.occurred_at))
+    call = CallRow(id=e.call_id, caller_number=d["caller_number"], caller_name=d.get("caller_name", ""),
+                   dialed=d["dialed"], state="ivr", offered_at=e.occurred_at)
+    session.add(call)
+    _keep(session, call, str(e.call_id))
+    session.flush()  # the leg's foreign key needs the call row first
+    session.add(LegRow(channel_id=d["channel_id"], call_id=e.call_id, role="customer",
+                       created_at=e.occurred_at, answered_at=e.occurred_at))
 
 
 def _menu(session: Session, e: Event) -> None:
@@ -104,9 +123,14 @@ def _ended(session: Session, e: Event) -> None:
 
 def _agent_state(session: Session, e: Event) -> None:
     state = e.data["state"]
-    session.merge(AgentRow(id=e.agent_id, state=state, state_since=e.occurred_at,
-                           reason=e.data.get("reason", ""),
-                           call_id=e.call_id if state in ("reserved", "ringing", "on_call", "wrapup") else None))
+    agent_id = str(e.agent_id)
+    agent = _cached(session, AgentRow, agent_id)
+    if agent is None:
+        agent = AgentRow(id=agent_id)
+        session.add(agent)
+        _keep(session, agent, agent_id)
+    agent.state, agent.state_since, agent.reason = state, e.occurred_at, e.data.get("reason", "")
+    agent.call_id = e.call_id if state in ("reserved", "ringing", "on_call", "wrapup") else None
     if e.data["previous"] == "wrapup" and e.call_id and (call := _call(session, e)):
         call.wrapup_ended_at = call.wrapup_ended_at or e.occurred_at
 
@@ -119,11 +143,23 @@ def _seconds_since(start: datetime | None, end: datetime) -> float | None:
     return round((end - start).total_seconds(), 3)
 
 
-def queue_log_entry(session: Session, e: Event) -> QueueLogRow | None:
+@dataclass
+class _QueueLine:
+    at: datetime
+    call_id: str | None
+    queue: str | None
+    agent_id: str | None
+    verb: str = ""
+    wait_seconds: float | None = None
+    talk_seconds: float | None = None
+    detail: str = ""
+
+
+def queue_log_entry(session: Session, e: Event) -> dict[str, object] | None:
     """The queue-log line an event stands for, if any (verbs follow Asterisk's queue_log)."""
     d = e.data
     call = _call(session, e)
-    row = QueueLogRow(at=e.occurred_at, call_id=e.call_id, queue=e.queue, agent_id=e.agent_id, detail="")
+    row = _QueueLine(at=e.occurred_at, call_id=e.call_id, queue=e.queue, agent_id=e.agent_id)
     if e.type == "call.queued":
         row.verb = "ENTERQUEUE" if call is None or call.queued_at is None else "REQUEUE"
         row.detail = f"position {d['position']}"
@@ -151,7 +187,7 @@ def queue_log_entry(session: Session, e: Event) -> QueueLogRow | None:
         row.verb, row.detail = "AGENT_" + d["state"].upper(), d.get("reason", "")[:128]
     else:
         return None
-    return row
+    return row.__dict__ if row.verb else None
 
 
 PROJECTORS: dict[str, Projector] = {
@@ -170,27 +206,39 @@ PROJECTORS: dict[str, Projector] = {
 
 
 def apply_events(engine: Engine, events: list[Event]) -> None:
-    """Append ``events`` to the log and project them, in one transaction."""
+    """Append ``events`` to the log and project them, in one transaction.
+
+    The log and queue-log rows go in as two bulk inserts; only the projections use
+    the ORM (rows of one batch stay in the session's identity map, so a call touched by
+    many events is read once)."""
+    log_rows: list[dict[str, object]] = []
+    queue_rows: list[dict[str, object]] = []
     with Session(engine) as session, session.begin():
         for e in events:
             # SQLite keeps no offset: normalise to UTC so every stored instant compares correctly
-            e = e.model_copy(update={"occurred_at": e.occurred_at.astimezone(UTC)})
-            session.add(EventRow(id=e.id, type=e.type, version=e.version, occurred_at=e.occurred_at,
-                                 call_id=e.call_id, agent_id=e.agent_id, queue=e.queue, data=e.data))
-            log_row = queue_log_entry(session, e)
-            if log_row is not None:
-                session.add(log_row)
+            at = e.occurred_at.astimezone(UTC)
+            if at is not e.occurred_at:
+                e = e.model_copy(update={"occurred_at": at})
+            log_rows.append({"id": e.id, "type": e.type, "version": e.version, "occurred_at": at,
+                             "call_id": e.call_id, "agent_id": e.agent_id, "queue": e.queue, "data": e.data})
+            entry = queue_log_entry(session, e)
+            if entry is not None:
+                queue_rows.append(entry)
             projector = PROJECTORS.get(e.type)
             if projector is not None:
                 projector(session, e)
-                session.flush()
+        session.flush()
+        session.execute(insert(EventRow), log_rows)
+        if queue_rows:
+            session.execute(insert(QueueLogRow), queue_rows)
 
 
 class StoreWriter:
-    def __init__(self, engine: Engine, bus: EventBus, batch: int = 500):
+    def __init__(self, engine: Engine, bus: EventBus, batch: int = 500, linger: float = 0.05):
         self.engine = engine
         self._subscription: Subscription = bus.subscribe("store", maxsize=100_000)
         self._batch = batch
+        self._linger = linger
         self._task: asyncio.Task[None] | None = None
         self._idle = asyncio.Event()
 
@@ -204,6 +252,7 @@ class StoreWriter:
                 self._idle.set()
             events = [await queue.get()]
             self._idle.clear()
+            await asyncio.sleep(self._linger)  # let a call's burst of events share one transaction
             while len(events) < self._batch and not queue.empty():
                 events.append(queue.get_nowait())
             try:
