@@ -1,0 +1,275 @@
+"""``ccengine campaign``: validate, launch and steer outbound campaigns.
+
+``start`` runs the campaign in this process (the runner is an ARI
+application of its own) and prints a live progress line; ``pause``,
+``resume`` and ``stop`` flip the campaign row's state, which the runner
+polls, so they work from any shell against the same database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from collections import Counter
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import click
+from sqlalchemy import Engine, func, select, update
+from sqlalchemy.orm import Session
+
+from ccengine.config import Settings
+from ccengine.yamlconf import ConfigError
+
+from .abandonment import AmdVerdict, LiveAnswer, abandonment_rate
+from .campaign import Campaign, Contact, dnc_key, eligible, load_campaign_inputs, normalize_phone
+from .schema import AttemptRow, CampaignRow, ContactRow, DncRow, LiveAnswerRow
+
+
+def _settings(ctx: click.Context) -> Settings:
+    """The engine settings held by the root command's context object."""
+    root: Any = ctx.find_root().obj
+    settings: Settings = root.settings
+    return settings
+
+
+def _db(ctx: click.Context, *, migrate: bool = True) -> Engine:
+    from ccengine.store.database import make_engine, upgrade
+
+    url = _settings(ctx).database.url
+    if migrate:
+        upgrade(url)
+    return make_engine(url)
+
+
+def _load(file: Path) -> tuple[Campaign, list[Contact], set[str]]:
+    try:
+        campaign, contacts, dnc, issues = load_campaign_inputs(file)
+    except ConfigError as exc:
+        for issue in exc.issues:
+            click.echo(f"error: {issue}", err=True)
+        sys.exit(2)
+    for issue in issues:
+        click.echo(f"error: {issue}", err=True)
+    if issues:
+        click.echo(f"{len(issues)} bad row(s) skipped; {len(contacts)} contact(s) loaded", err=True)
+    return campaign, contacts, dnc
+
+
+@click.group("campaign")
+def campaign() -> None:
+    """Outbound campaigns: validate, start (with live progress), status, pause, resume, stop."""
+
+
+@campaign.command("validate")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+def validate_cmd(file: Path) -> None:
+    """Check a campaign YAML, its contact CSV and DNC files; exit 1 if any row is bad."""
+    try:
+        campaign_, contacts, dnc, issues = load_campaign_inputs(file)
+    except ConfigError as exc:
+        for issue in exc.issues:
+            click.echo(f"error: {issue}", err=True)
+        sys.exit(2)
+    for issue in issues:
+        click.echo(f"error: {issue}", err=True)
+    click.echo(f"{campaign_.name}: mode {campaign_.mode.value}, {len(campaign_.agents)} agent(s), "
+               f"{len(contacts)} contact(s), {len(issues)} bad row(s), {len(dnc)} DNC number(s) from files")
+    if issues:
+        sys.exit(1)
+
+
+@campaign.command("start")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--dry-run", is_flag=True, help="load and check; show who is eligible now and why not; dial nothing")
+@click.option("--until-idle", is_flag=True,
+              help="complete as soon as nothing is dialable now or within a minute (instead of waiting "
+                   "for calling windows and retry timers)")
+@click.pass_context
+def start_cmd(ctx: click.Context, file: Path, dry_run: bool, until_idle: bool) -> None:
+    """Run the campaign in FILE on the PBX until it completes or is stopped."""
+    campaign_, contacts, file_dnc = _load(file)
+    db = _db(ctx, migrate=not dry_run)
+    dnc = set(file_dnc)
+    if campaign_.dnc.use_table:
+        try:
+            with Session(db) as session:
+                dnc |= {dnc_key(p) for p in session.scalars(select(DncRow.phone))}
+        except Exception as exc:  # a database without the dialer tables yet: files only
+            click.echo(f"note: internal DNC table not read ({type(exc).__name__})", err=True)
+    if dry_run:
+        from ari_apps.outbound import load_history
+
+        now = datetime.now(UTC)
+        try:
+            with Session(db) as session:
+                history = load_history(session, campaign_.name, {c.phone for c in contacts})
+        except Exception as exc:  # no dialer tables yet: no history
+            click.echo(f"note: no dialing history read ({type(exc).__name__})", err=True)
+            history = {}
+        reasons = Counter(eligible(campaign_, c, now, history.get(c.phone, []), dnc).reason or "eligible"
+                          for c in contacts)
+        click.echo(f"{campaign_.name}: {len(contacts)} contact(s); eligible now: {reasons.pop('eligible', 0)}")
+        for reason, count in sorted(reasons.items()):
+            click.echo(f"  not eligible ({reason}): {count}")
+        return
+    from ari_apps.outbound import OutboundRunner, Progress, open_campaign
+
+    settings = _settings(ctx)
+    for row in _targets(db, campaign_.name, ("running", "paused")):
+        if row.runner_pid and _alive(row.runner_pid):
+            raise click.ClickException(f"campaign {row.name} is already {row.state} (pid {row.runner_pid}); "
+                                       "stop it first")
+        _set_state(db, row.id, "stopped")  # its runner died: that run is over
+    campaign_id = open_campaign(db, campaign_, file.resolve(), contacts)
+    runner = OutboundRunner(settings, campaign_, campaign_id, db, dnc_files=file_dnc, until_idle=until_idle)
+    tty = sys.stdout.isatty()
+    definition = campaign_.abandonment.regulator().name
+
+    def show(progress: Progress) -> None:
+        click.echo(progress.line(definition) + ("\r" if tty else ""), nl=not tty)
+
+    async def main() -> str:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, lambda: _set_state(db, campaign_id, "stopped"))
+        return await runner.run(show)
+
+    click.echo(f"campaign {campaign_.name} ({campaign_id}) started: {len(contacts)} contact(s), "
+               f"ARI app {runner.pbx.settings.ari.app}")
+    final = asyncio.run(main())
+    if tty:
+        click.echo()
+    click.echo(f"campaign {campaign_.name}: {final}")
+    _print_status(db, campaign_id)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _set_state(db: Engine, campaign_id: str, state: str) -> None:
+    with Session(db) as session, session.begin():
+        session.execute(update(CampaignRow).where(CampaignRow.id == campaign_id).values(state=state))
+
+
+def _targets(db: Engine, name: str | None, states: tuple[str, ...]) -> list[CampaignRow]:
+    with Session(db) as session:
+        query = select(CampaignRow).where(CampaignRow.state.in_(states))
+        if name:
+            query = query.where(CampaignRow.name == name)
+        rows = list(session.scalars(query))
+        session.expunge_all()
+        return rows
+
+
+def _transition(ctx: click.Context, name: str | None, states: tuple[str, ...], to: str) -> None:
+    db = _db(ctx)
+    rows = _targets(db, name, states)
+    if not rows:
+        click.echo(f"no campaign {'named ' + name + ' ' if name else ''}in state {' or '.join(states)}", err=True)
+        sys.exit(1)
+    for row in rows:
+        _set_state(db, row.id, to)
+        click.echo(f"{row.name} ({row.id}): {row.state} -> {to}")
+
+
+@campaign.command("pause")
+@click.argument("name", required=False)
+@click.pass_context
+def pause_cmd(ctx: click.Context, name: str | None) -> None:
+    """Stop launching new calls (calls in progress continue)."""
+    _transition(ctx, name, ("running",), "paused")
+
+
+@campaign.command("resume")
+@click.argument("name", required=False)
+@click.pass_context
+def resume_cmd(ctx: click.Context, name: str | None) -> None:
+    """Resume a paused campaign."""
+    _transition(ctx, name, ("paused",), "running")
+
+
+@campaign.command("stop")
+@click.argument("name", required=False)
+@click.pass_context
+def stop_cmd(ctx: click.Context, name: str | None) -> None:
+    """Stop a campaign for good once its calls in progress end."""
+    _transition(ctx, name, ("running", "paused"), "stopped")
+
+
+@campaign.command("dnc-add")
+@click.argument("numbers", nargs=-1, required=True)
+@click.option("--reason", default="", help="why (e.g. 'customer request 2026-11-26')")
+@click.pass_context
+def dnc_add_cmd(ctx: click.Context, numbers: tuple[str, ...], reason: str) -> None:
+    """Add numbers to the internal do-not-call table (honoured by running campaigns within seconds)."""
+    db = _db(ctx)
+    now = datetime.now(UTC)
+    with Session(db) as session, session.begin():
+        for raw in numbers:
+            try:
+                key = dnc_key(normalize_phone(raw))
+            except ValueError as exc:
+                raise click.BadParameter(str(exc), param_hint="NUMBERS") from None
+            session.merge(DncRow(phone=key, reason=reason, added_at=now))
+    click.echo(f"{len(numbers)} number(s) on the internal DNC list")
+
+
+@campaign.command("status")
+@click.argument("name", required=False)
+@click.pass_context
+def status_cmd(ctx: click.Context, name: str | None) -> None:
+    """Campaigns with their counts and abandonment recomputed from the stored live answers."""
+    db = _db(ctx)
+    with Session(db) as session:
+        query = select(CampaignRow).order_by(CampaignRow.created_at.desc())
+        if name:
+            query = query.where(CampaignRow.name == name)
+        rows = list(session.scalars(query.limit(20)))
+    if not rows:
+        click.echo("no campaigns")
+        return
+    for row in rows:
+        _print_status(db, row.id)
+
+
+def _epoch(value: datetime | None) -> float | None:
+    """Seconds since the epoch; SQLite hands instants back naive, and they are UTC."""
+    if value is None:
+        return None
+    return (value if value.tzinfo else value.replace(tzinfo=UTC)).timestamp()
+
+
+def _print_status(db: Engine, campaign_id: str) -> None:
+    with Session(db) as session:
+        row = session.get(CampaignRow, campaign_id)
+        assert row is not None
+        campaign_ = Campaign.model_validate(row.definition)
+        contacts = session.scalar(select(func.count()).where(ContactRow.campaign_id == campaign_id)) or 0
+        closed = Counter(session.scalars(select(ContactRow.final_reason).where(
+            ContactRow.campaign_id == campaign_id, ContactRow.status == "closed")))
+        outcomes = Counter(session.scalars(select(AttemptRow.outcome).where(AttemptRow.campaign_id == campaign_id)))
+        answers = [LiveAnswer(_epoch(a.answer_ts) or 0.0, _epoch(a.greeting_end_ts), _epoch(a.agent_connect_ts),
+                              a.message_played, AmdVerdict(a.amd_verdict) if a.amd_verdict else None)
+                   for a in session.scalars(select(LiveAnswerRow).where(LiveAnswerRow.campaign_id == campaign_id))]
+    definition = campaign_.abandonment.regulator()
+    rate = abandonment_rate(answers, definition)
+    dialed = sum(outcomes.values())
+    click.echo(f"{row.name} ({row.id}) {row.state}, mode {row.mode}: {contacts} contact(s), "
+               f"{sum(closed.values())} closed, {dialed} dial(s)")
+    click.echo("  outcomes: " + (", ".join(f"{k or 'in progress'} {v}" for k, v in sorted(
+        outcomes.items(), key=lambda kv: str(kv[0]))) or "none"))
+    click.echo("  closed as: " + (", ".join(f"{k} {v}" for k, v in sorted(
+        closed.items(), key=lambda kv: str(kv[0]))) or "none"))
+    click.echo(f"  live answers {rate.live}, abandoned {rate.abandoned}: {rate.rate:.2%} under {definition.name} "
+               f"(cap {definition.cap:.0%})")
