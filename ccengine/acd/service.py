@@ -32,7 +32,6 @@ Expire = Callable[[str], None]  # call id: waited past the queue's max_wait, end
 class Waiting:
     call_id: str
     queue_id: str
-    entered: float  # monotonic, first queue entry
     queue_entered: float  # monotonic, entry into the current queue
     customer: Customer
     next_announcement: float | None = None
@@ -193,7 +192,7 @@ class Acd:
         queue = self.config.queues[queue_id]
         first = queue.announcements.first_after if (queue.announcements.position
                                                      or queue.announcements.estimated_wait) else None
-        self.waiting[call_id] = Waiting(call_id, queue_id, now, now, customer,
+        self.waiting[call_id] = Waiting(call_id, queue_id, now, customer,
                                         now + first if first is not None else None)
         last_agent, last_at = self._last_agent.get(caller, (None, None)) if caller else (None, None)
         if caller:

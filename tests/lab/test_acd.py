@@ -13,7 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ccengine.acd.definitions import load_queue_config
-from ccengine.acd.stats import agent_stats, queue_stats
+from ccengine.acd.stats import agent_stats, queue_stats, skill_stats
 from ccengine.lab.traffic import Customer
 from ccengine.store.schema import QueueLogRow
 
@@ -83,6 +83,10 @@ async def test_forty_calls_three_queues_eight_agents_answered_by_qualified_agent
     assert sum(s.offered for s in stats.values()) == 40
     assert all(s.abandoned == 0 for s in stats.values())
     assert sum(a.answered for a in agent_stats(engine.db, since)) == 40
+    skills = skill_stats(list(stats.values()), config)
+    assert skills["fraud"].answered == stats["fraud"].answered  # only the fraud queue needs fraud
+    assert skills["general"].answered == stats["general"].answered
+    assert skills["cards"].offered == stats["cards"].offered
     await asyncio.sleep(1)
     assert await pbx_channels(lab) == []
 
