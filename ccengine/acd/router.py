@@ -55,10 +55,12 @@ if TYPE_CHECKING:
 
 StrategyName = Literal["best_skill", "longest_idle", "least_occupancy"]
 Signature = tuple[tuple[str, int], ...]  # sorted (skill, minimum level)
-# Heap entries end with the object itself (never compared: the fields before
-# it are unique) so validating an entry needs no dictionary look-up.
-AgentEntry = tuple[float, float, str, int, "_Agent"]  # strategy key, idle since, id, version
-ContactEntry = tuple[float, float, int, int, "_Contact"]  # -static key, enqueued at, seq, version
+# Heap entries hold ids, not objects: tuples of plain values are untracked by the
+# cyclic garbage collector, whose passes over hundreds of thousands of tracked
+# entries otherwise dominate the latency tail. Validating an entry costs one
+# dictionary look-up.
+AgentEntry = tuple[float, float, str, int]  # strategy key, idle since, agent id, version
+ContactEntry = tuple[float, float, int, int, str]  # -static key, enqueued at, seq, version, contact id
 Rank = tuple[float, float, float, int]
 
 
@@ -682,9 +684,9 @@ class Router:
                     key = group.scores[agent_id]
                 else:
                     key = busy
-                push(heap, (key, idle, agent_id, version, agent))
+                push(heap, (key, idle, agent_id, version))
                 if len(heap) > 2 * len(group.members) + 16:
-                    live = [e for e in heap if e[4].version == e[3]]
+                    live = [e for e in heap if self._live_agent(e) is not None]
                     heapq.heapify(live)
                     group.agent_heaps[strategy] = live
 
@@ -698,11 +700,11 @@ class Router:
             group.lanes.append(lane)
         heap = lane.heap
         heapq.heappush(heap, (-contact.static_key, contact.enqueued_at, contact.seq, contact.version,
-                              contact))
+                              contact_id))
         lane.count += 1
         group.total += 1
         if len(heap) > 2 * lane.count + 16:
-            live = [e for e in heap if e[4].version == e[3]]
+            live = [e for e in heap if self._live_contact(e) is not None]
             heapq.heapify(live)
             lane.heap = live
 
@@ -710,7 +712,7 @@ class Router:
         heap = group.agent_heaps.get(strategy)
         if heap is None:  # first queue with this strategy on this signature
             agents = self._agents
-            heap = [(_agent_key(a, group.signature, strategy), a.idle_since, a.id, a.version, a)
+            heap = [(_agent_key(a, group.signature, strategy), a.idle_since, a.id, a.version)
                     for a in (agents[i] for i in group.members) if a.available(group.channel)]
             heapq.heapify(heap)
             group.agent_heaps[strategy] = heap
@@ -725,12 +727,22 @@ class Router:
             group = contact.group = self._group(contact.channel, contact.signature)
         heap = self._agent_heap(group, contact.strategy)
         pop = heapq.heappop
+        agents = self._agents
         while heap:
             entry = heap[0]
-            if entry[4].version == entry[3]:
-                return entry[4]
+            agent = agents.get(entry[2])
+            if agent is not None and agent.version == entry[3]:
+                return agent
             pop(heap)
         return None
+
+    def _live_agent(self, entry: AgentEntry) -> _Agent | None:
+        agent = self._agents.get(entry[2])
+        return agent if agent is not None and agent.version == entry[3] else None
+
+    def _live_contact(self, entry: ContactEntry) -> _Contact | None:
+        contact = self._contacts.get(entry[4])
+        return contact if contact is not None and contact.version == entry[3] else None
 
     def _best_contact_for(self, agent: _Agent, now: float) -> tuple[str, _Contact] | None:
         if agent.id in self._affine:
@@ -741,6 +753,7 @@ class Router:
         best: ContactEntry | None = None
         best_score = 0.0
         pop = heapq.heappop
+        contacts = self._contacts
         for group in agent.groups:
             if not group.total or group.channel not in channels:
                 continue
@@ -749,14 +762,16 @@ class Router:
                     continue
                 heap = lane.heap
                 entry = heap[0]
-                while entry[4].version != entry[3]:  # count > 0: a live entry exists
+                contact = contacts.get(entry[4])
+                while contact is None or contact.version != entry[3]:  # count > 0: a live entry exists
                     pop(heap)
                     entry = heap[0]
+                    contact = contacts.get(entry[4])
                 # same order as _Contact.rank, without building the tuple
                 score = entry[0] - lane.rate * now
                 if best is None or score < best_score or (score == best_score and entry < best):
                     best, best_score = entry, score
-        return None if best is None else (best[4].id, best[4])
+        return None if best is None else (best[4], contacts[best[4]])
 
 
 class LinearScanRouter(Router):
