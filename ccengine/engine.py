@@ -10,6 +10,7 @@ adopted, and strangers are hung up.
 from __future__ import annotations
 
 import asyncio
+import gc
 import contextlib
 import logging
 import os
@@ -232,6 +233,8 @@ async def run_engine(settings: Settings, stop: asyncio.Event) -> None:
     """Run until ``stop``; SIGHUP reloads the queue definitions (`ccengine queues reload`)."""
     engine = Engine(settings)
     await engine.start()
+    gc.collect()
+    gc.freeze()  # start-up objects (config, modules, indexes) leave the collector's working set
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGHUP, engine.reload_queues)
     pid = pid_file(settings)
