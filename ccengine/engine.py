@@ -10,8 +10,8 @@ adopted, and strangers are hung up.
 from __future__ import annotations
 
 import asyncio
-import gc
 import contextlib
+import gc
 import logging
 import os
 import signal
