@@ -18,12 +18,10 @@ import asyncio
 import json
 import os
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
 
-import yaml
 from panoramisk.message import Message
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -32,6 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from ccengine.config import load_settings
+from ccengine.lab.engine_process import spawn_engine, write_engine_config
 from ccengine.lab.queues import write_general_queue
 from ccengine.lab.traffic import Customer, PeerDriver
 from ccengine.pbx.asterisk.adapter import AsteriskAdapter
@@ -55,21 +54,11 @@ async def live(calls: int, rate: float, agents: int) -> None:
     workdir = ROOT / "var" / "bench" / "call_setup"
     shutil.rmtree(workdir, ignore_errors=True)
     workdir.mkdir(parents=True)
-    config = yaml.safe_load((ROOT / "config" / "ccengine.yaml").read_text())
-    config["database"] = {"url": f"sqlite:///{workdir / 'ccengine.db'}"}
-    config["paths"] = {"state_dir": str(workdir), "recordings_dir": str(workdir / "recordings"),
-                       "sounds_dir": str(ROOT / "var" / "sounds")}
-    config["lab"]["state_dir"] = str(ROOT / ".lab")
-    config["acd"]["queues"] = str(write_general_queue(workdir / "queues.yaml", agents, wrap_up=0))
-    config["flow"]["menu"] = {"1": "general"}
-    path = workdir / "ccengine.yaml"
-    path.write_text(yaml.safe_dump(config))
+    path = write_engine_config(workdir, queues=write_general_queue(workdir / "queues.yaml", agents, wrap_up=0),
+                               flow={"menu": {"1": "general"}})
     settings = load_settings(path)
     db = make_engine(settings.database.url)
-
-    log = (workdir / "engine.log").open("w")
-    proc = subprocess.Popen([sys.executable, "-m", "ccengine.cli.main", "-c", str(path), "run"],
-                            stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+    proc = spawn_engine(path, workdir / "engine.log")
 
     def count(kind: str) -> int:
         try:

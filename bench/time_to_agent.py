@@ -19,14 +19,12 @@ import argparse
 import asyncio
 import shutil
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Callable
 from datetime import UTC
 from pathlib import Path
 
-import yaml
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -34,6 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from ccengine.config import Settings, load_settings
+from ccengine.lab.engine_process import spawn_engine, write_engine_config
 from ccengine.lab.queues import write_general_queue
 from ccengine.lab.traffic import Customer, PeerDriver
 from ccengine.pbx.asterisk.ami import AmiClient
@@ -81,19 +80,10 @@ async def run_ccengine(settings: Settings, numbers: list[str], rate: float) -> l
     workdir = ROOT / "var" / "bench" / "time_to_agent"
     shutil.rmtree(workdir, ignore_errors=True)
     workdir.mkdir(parents=True)
-    config = yaml.safe_load((ROOT / "config" / "ccengine.yaml").read_text())
-    config["database"] = {"url": f"sqlite:///{workdir / 'ccengine.db'}"}
-    config["paths"] = {"state_dir": str(workdir), "recordings_dir": str(workdir / "recordings"),
-                       "sounds_dir": str(ROOT / "var" / "sounds")}
-    config["lab"]["state_dir"] = str(ROOT / ".lab")
-    config["acd"]["queues"] = str(write_general_queue(workdir / "queues.yaml", AGENTS, wrap_up=0))
-    config["flow"]["menu"] = {"1": "general"}
-    path = workdir / "ccengine.yaml"
-    path.write_text(yaml.safe_dump(config))
-    db = make_engine(f"sqlite:///{workdir / 'ccengine.db'}")
-    log = (workdir / "engine.log").open("w")
-    proc = subprocess.Popen([sys.executable, "-m", "ccengine.cli.main", "-c", str(path), "run"],
-                            stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+    path = write_engine_config(workdir, queues=write_general_queue(workdir / "queues.yaml", AGENTS, wrap_up=0),
+                               flow={"menu": {"1": "general"}})
+    db = make_engine(load_settings(path).database.url)
+    proc = spawn_engine(path, workdir / "engine.log")
 
     def rows() -> list[CallRow]:
         try:

@@ -13,7 +13,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -23,11 +22,11 @@ from typing import Any
 import aiohttp
 import pytest
 import pytest_asyncio
-import yaml
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from ccengine.config import Settings, load_settings
+from ccengine.lab.engine_process import spawn_engine, write_engine_config
 from ccengine.lab.lab import Lab
 from ccengine.lab.queues import write_general_queue
 from ccengine.lab.traffic import PeerDriver
@@ -52,34 +51,21 @@ class EngineProcess:
     def __init__(self, workdir: Path, agents: int, extra_flow: dict[str, object] | None = None,
                  queues: str | None = None, acd: dict[str, object] | None = None):
         self.workdir = workdir
-        base = yaml.safe_load(BASE_CONFIG.read_text())
-        base["database"] = {"url": f"sqlite:///{workdir / 'ccengine.db'}"}
-        base["paths"] = {"state_dir": str(workdir), "recordings_dir": str(workdir / "recordings"),
-                         "sounds_dir": str(ROOT / "var" / "sounds")}
-        base["lab"]["state_dir"] = str(ROOT / ".lab")
+        flow = dict(extra_flow or {})
         if queues is None:
-            base["acd"]["queues"] = str(write_general_queue(workdir / "queues.yaml", agents))
-            base["flow"]["menu"] = {"1": "general"}
+            queues_file = write_general_queue(workdir / "queues.yaml", agents)
+            flow.setdefault("menu", {"1": "general"})
         else:
-            self.queues_file = workdir / "queues.yaml"
+            queues_file = self.queues_file = workdir / "queues.yaml"
             self.queues_file.write_text(queues)
-            base["acd"]["queues"] = str(self.queues_file)
-        base["acd"].update(acd or {})
-        base["flow"].update(extra_flow or {})
-        self.config = workdir / "ccengine.yaml"
-        self.config.write_text(yaml.safe_dump(base))
+        self.config = write_engine_config(workdir, queues=queues_file, flow=flow, acd=acd)
         self.settings: Settings = load_settings(self.config)
         self.db: Engine = make_engine(self.settings.database.url)
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 30.0) -> None:
         synced_before = self.count_events("engine.resynced")
-        log = (self.workdir / "engine.log").open("ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "ccengine.cli.main", "-c", str(self.config), "run"],
-            stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
-        )
-        log.close()
+        self.proc = spawn_engine(self.config, self.workdir / "engine.log")
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
