@@ -121,8 +121,8 @@ class Reservation(NamedTuple):
 
 class _Agent:
     __slots__ = ("active", "active_channel", "busy_seconds", "busy_since", "capacity", "channels",
-                 "group_set", "groups", "id", "idle_since", "reason", "reservation", "skills", "state",
-                 "version")
+                 "group_set", "groups", "id", "idle_since", "indexed", "reason", "reservation", "skills",
+                 "state", "version")
 
     def __init__(self, agent_id: str, skills: Mapping[str, int], capacity: Mapping[str, int]):
         self.id = agent_id
@@ -140,6 +140,7 @@ class _Agent:
         self.reservation: Reservation | None = None
         self.groups: list[_Group] = []
         self.group_set: set[_Group] = set()
+        self.indexed: list[_Group] = []  # groups counting this agent as available (current version)
 
     def available(self, channel: str) -> bool:
         """May be offered one more contact on ``channel`` right now."""
@@ -210,8 +211,8 @@ class _Lane:
 
 
 class _Group:
-    __slots__ = ("agent_heaps", "channel", "lanes", "lanes_by_rate", "members", "scores", "signature",
-                 "total")
+    __slots__ = ("agent_heaps", "available", "channel", "lanes", "lanes_by_rate", "members", "scores",
+                 "signature", "total")
 
     def __init__(self, channel: str, signature: Signature):
         self.channel = channel
@@ -222,6 +223,7 @@ class _Group:
         self.lanes: list[_Lane] = []
         self.lanes_by_rate: dict[float, _Lane] = {}
         self.total = 0  # live contacts, all rates
+        self.available = 0  # members available on this channel: live entries per agent heap
 
 
 def _agent_key(agent: _Agent, signature: Signature, strategy: str) -> float:
@@ -251,6 +253,11 @@ class Router:
         self._by_skill: dict[str, dict[int, set[str]]] = {}  # skill -> level -> agent ids
         self._groups: dict[tuple[str, Signature], _Group] = {}
         self._groups_by_skill: dict[str, list[_Group]] = {}
+        self._group_memo: dict[tuple[Any, ...], _Group] = {}  # (channel, *skill items as given) -> group
+        # housekeeping deferred out of decisions (see ``maintain``)
+        self._bloated_agent_heaps: set[tuple[_Group, str]] = set()
+        self._bloated_lanes: set[_Lane] = set()
+        self._garbage: list[list[Any]] = []
         self._skillless_groups: list[_Group] = []
         self._affine: dict[str, set[str]] = {}  # agent id -> waiting contacts preferring it
         self._waiting_by_queue: dict[str, set[str]] = {}
@@ -356,9 +363,10 @@ class Router:
         if contact_id in self._contacts:
             raise RoutingError(f"contact {contact_id} already exists")
         queue = self._queue(queue_id)
-        signature = _signature(skills if skills is not None else queue.required_skills)
-        contact = _Contact(contact_id, queue, signature, queue.priority if priority is None else priority,
+        group = self._group_of(queue.channel, skills if skills is not None else queue.required_skills)
+        contact = _Contact(contact_id, queue, group.signature, queue.priority if priority is None else priority,
                            now, next(self._seq), last_agent, last_agent_at)
+        contact.group = group
         self._contacts[contact_id] = contact
         return self._contact_waiting(contact_id, contact, now)
 
@@ -497,6 +505,29 @@ class Router:
     def busy_seconds(self, agent_id: str) -> float:
         return self._agent(agent_id).busy_seconds
 
+    # ------------------------------------------------------ housekeeping
+
+    def maintain(self) -> int:
+        """Drop stale heap entries; returns how many were freed.
+
+        Lazy deletion leaves stale entries behind. Sweeping them costs time in
+        proportion to a heap's size, so decisions only *note* which heaps
+        need it and the owner calls this from idle time (the engine's 1 s
+        ticker). A heap that outgrows a hard bound (eight times its live
+        entries) is still swept inline, so memory stays bounded even if
+        nobody calls this."""
+        freed = sum(len(old) for old in self._garbage)
+        self._garbage.clear()
+        for group, strategy in self._bloated_agent_heaps:
+            heap = group.agent_heaps.get(strategy)
+            if heap is not None:
+                freed += self._compact_agents(group, strategy, heap)
+        self._bloated_agent_heaps.clear()
+        for lane in self._bloated_lanes:
+            freed += self._compact_lane(lane)
+        self._bloated_lanes.clear()
+        return freed
+
     # ---------------------------------------------------------- internals
 
     def _agent(self, agent_id: str) -> _Agent:
@@ -528,6 +559,16 @@ class Router:
             agent.busy_seconds += max(0.0, now - agent.busy_since)
             agent.busy_since = None
 
+    def _group_of(self, channel: str, skills: Mapping[str, int]) -> _Group:
+        """The group for required ``skills``, memoised on the mapping's items as
+        given: rules build the same few mappings over and over, and this skips
+        sorting them into a signature on every contact."""
+        key = (channel, *skills.items())
+        group = self._group_memo.get(key)
+        if group is None:
+            group = self._group_memo[key] = self._group(channel, _signature(skills))
+        return group
+
     def _group(self, channel: str, signature: Signature) -> _Group:
         key = (channel, signature)
         group = self._groups.get(key)
@@ -551,6 +592,9 @@ class Router:
             agent = self._agents[agent_id]
             if agent.qualified(channel, signature):
                 self._join(agent, group)
+                if agent.available(channel):  # available agents are indexed: count it here too
+                    group.available += 1
+                    agent.indexed.append(group)
         return group
 
     @staticmethod
@@ -571,6 +615,7 @@ class Router:
                 self._join(agent, group)
 
     def _detach(self, agent: _Agent) -> None:
+        self._unindex_agent(agent)
         for skill, level in agent.skills.items():
             self._by_skill[skill][level].discard(agent.id)
         for group in agent.groups:
@@ -583,6 +628,8 @@ class Router:
     def _agent_changed(self, agent: _Agent, now: float) -> Reservation | None:
         """Re-index after any change; if now available, serve a waiting contact."""
         agent.version += 1
+        if agent.indexed:
+            self._unindex_agent(agent)
         if agent.state is not AgentState.READY or agent.reservation is not None:
             return None
         if agent.active and len(agent.active) >= agent.capacity.get(agent.active_channel or "", 0):
@@ -618,7 +665,11 @@ class Router:
             self._forget_affinity(contact.last_agent, contact_id)
         group = contact.group
         if group is not None:
-            group.lanes_by_rate[contact.rate].count -= 1
+            lane = group.lanes_by_rate[contact.rate]
+            lane.count -= 1
+            if not lane.count and lane.heap:
+                self._garbage.append(lane.heap)  # only stale entries remain; maintain() frees them
+                lane.heap = []
             group.total -= 1
 
     def _forget_affinity(self, agent_id: str, contact_id: str) -> None:
@@ -637,6 +688,8 @@ class Router:
         contact.version += 1
         agent.reservation = reservation
         agent.version += 1
+        if agent.indexed:
+            self._unindex_agent(agent)
         return reservation
 
     def _affine_contact(self, agent: _Agent, now: float) -> tuple[str, _Contact] | None:
@@ -668,15 +721,32 @@ class Router:
 
     # ---- the parts that differ between the indexed and the linear router
 
+    def _unindex_agent(self, agent: _Agent) -> None:
+        """The agent's entries just went stale: uncount it; a group left with no
+        available agent drops its heaps at once, so a saturated group costs a
+        new contact one counter test instead of a run of stale pops."""
+        for group in agent.indexed:
+            group.available -= 1
+            if not group.available:
+                heaps = group.agent_heaps
+                for strategy, heap in heaps.items():
+                    if heap:
+                        self._garbage.append(heap)  # freed by maintain(), not inside this decision
+                        heaps[strategy] = []
+        agent.indexed = []
+
     def _index_agent(self, agent: _Agent) -> None:
         channels = agent.open_channels()
         if not channels:
             return
         idle, agent_id, version, busy = agent.idle_since, agent.id, agent.version, agent.busy_seconds
         push = heapq.heappush
+        indexed = agent.indexed
         for group in agent.groups:
             if group.channel not in channels:
                 continue
+            group.available += 1
+            indexed.append(group)
             for strategy, heap in group.agent_heaps.items():
                 if strategy == "longest_idle":
                     key = 0.0
@@ -685,10 +755,27 @@ class Router:
                 else:
                     key = busy
                 push(heap, (key, idle, agent_id, version))
-                if len(heap) > 2 * len(group.members) + 16:
-                    live = [e for e in heap if self._live_agent(e) is not None]
-                    heapq.heapify(live)
-                    group.agent_heaps[strategy] = live
+                size, live = len(heap), group.available
+                if size > 2 * live + 16:
+                    if size > 8 * live + 1024:
+                        self._compact_agents(group, strategy, heap)
+                    else:
+                        self._bloated_agent_heaps.add((group, strategy))
+
+    def _compact_agents(self, group: _Group, strategy: str, heap: list[AgentEntry]) -> int:
+        agents = self._agents
+        live = [e for e in heap if (a := agents.get(e[2])) is not None and a.version == e[3]]
+        heapq.heapify(live)
+        group.agent_heaps[strategy] = live
+        return len(heap) - len(live)
+
+    def _compact_lane(self, lane: _Lane) -> int:
+        contacts = self._contacts
+        heap = lane.heap
+        live = [e for e in heap if (c := contacts.get(e[4])) is not None and c.version == e[3]]
+        heapq.heapify(live)
+        lane.heap = live
+        return len(heap) - len(live)
 
     def _index_contact(self, contact_id: str, contact: _Contact) -> None:
         group = contact.group
@@ -703,10 +790,12 @@ class Router:
                               contact_id))
         lane.count += 1
         group.total += 1
-        if len(heap) > 2 * lane.count + 16:
-            live = [e for e in heap if self._live_contact(e) is not None]
-            heapq.heapify(live)
-            lane.heap = live
+        size, live = len(heap), lane.count
+        if size > 2 * live + 16:
+            if size > 8 * live + 1024:
+                self._compact_lane(lane)
+            else:
+                self._bloated_lanes.add(lane)
 
     def _agent_heap(self, group: _Group, strategy: str) -> list[AgentEntry]:
         heap = group.agent_heaps.get(strategy)
@@ -725,6 +814,8 @@ class Router:
         group = contact.group
         if group is None:
             group = contact.group = self._group(contact.channel, contact.signature)
+        if not group.available:
+            return None
         heap = self._agent_heap(group, contact.strategy)
         pop = heapq.heappop
         agents = self._agents
@@ -735,14 +826,6 @@ class Router:
                 return agent
             pop(heap)
         return None
-
-    def _live_agent(self, entry: AgentEntry) -> _Agent | None:
-        agent = self._agents.get(entry[2])
-        return agent if agent is not None and agent.version == entry[3] else None
-
-    def _live_contact(self, entry: ContactEntry) -> _Contact | None:
-        contact = self._contacts.get(entry[4])
-        return contact if contact is not None and contact.version == entry[3] else None
 
     def _best_contact_for(self, agent: _Agent, now: float) -> tuple[str, _Contact] | None:
         if agent.id in self._affine:

@@ -302,7 +302,8 @@ class Acd:
 
     # -- time-driven rules ---------------------------------------------------------------------
     def tick(self) -> None:
-        """Apply overflow rules and due announcements; call about once a second."""
+        """Apply overflow rules and due announcements, then the router's
+        housekeeping; call about once a second."""
         now = self.clock()
         for waiting in list(self.waiting.values()):
             state = self.router.contact_state(waiting.call_id)
@@ -318,6 +319,7 @@ class Acd:
                 waiting.next_announcement = now + queue.announcements.repeat_every
                 self.announce(waiting.call_id, self.position(waiting.call_id),
                               self.estimated_wait(waiting.call_id))
+        self.router.maintain()  # sweep the routing indexes here, between decisions
 
     def _max_wait(self, waiting: Waiting, now: float) -> bool:
         """Past the queue's maximum wait: offer a callback, or end the call with an apology."""

@@ -119,6 +119,7 @@ def test_random_interleavings_match_spec_and_model(agent_skills: list[dict[str, 
         if kind == "tick":
             assert isinstance(event[1], int)
             now += event[1]
+            routers[0].maintain()  # the engine's ticker sweeps the indexes between decisions
             continue
         if kind == "arrive":
             _, q, boost, extra, last = event
@@ -193,6 +194,8 @@ def test_random_interleavings_match_spec_and_model(agent_skills: list[dict[str, 
         check_work_conserving(model)
         for agent in agents:  # the router never reports an agent free that the model thinks is not
             assert routers[0].is_available(agent) == model.free(agent)
+        for group in routers[0]._groups.values():  # the emptiness counters agree with the agents
+            assert group.available == sum(routers[0].is_available(a, group.channel) for a in group.members)
 
 
 def test_reserved_agent_cannot_be_reserved_again() -> None:
@@ -446,3 +449,27 @@ def test_customer_rules_from_the_example_config_drive_routing() -> None:
     assert offer is not None
     assert config.agents[offer.agent_id].skills.get("lang_zh", 0) >= 6
     assert config.agents[offer.agent_id].skills.get("cards", 0) >= 3
+
+
+def test_maintain_sweeps_stale_entries_without_changing_decisions() -> None:
+    router = Router()
+    router.define_queue(QueuePolicy("q", {"a": 1}, strategy="best_skill"))
+    for i in range(20):
+        router.add_agent(f"x{i}", {"a": 1 + i % 5})
+        router.login(f"x{i}", 0)
+    router.set_ready("x0", 0)
+    router.contact_arrives("first", "q", 0)  # builds the group's heap for best_skill
+    router.abandon("first", 0)
+    for step in range(50):  # toggling leaves stale heap entries behind (lazy deletion)
+        for i in range(20):
+            router.set_ready(f"x{i}", step)
+            if i % 3:
+                router.set_not_ready(f"x{i}", step, "break")
+    before = sum(len(h) for g in router._groups.values() for h in g.agent_heaps.values())
+    freed = router.maintain()
+    after = sum(len(h) for g in router._groups.values() for h in g.agent_heaps.values())
+    live = sum(router.is_available(f"x{i}") for i in range(20))
+    assert freed >= before - after > 0  # (freed also counts heaps dropped whole when a group emptied)
+    assert after == live  # one live entry per available agent per heap
+    offer = router.contact_arrives("c", "q", 100)
+    assert offer is not None and offer.agent_id == "x19"  # level 5, the best skill among the ready ones
