@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from ccengine.acd.router import Reservation
-from ccengine.acd.service import Acd
+from ccengine.acd.service import Acd, MessageReason
 from ccengine.config import FlowSettings
 from ccengine.core.bus import EventBus
 from ccengine.core.events import (
@@ -42,6 +42,7 @@ from ccengine.core.events import (
     CallQueued,
     CallRecordingStarted,
     CallRecordingStopped,
+    CallVoicemailLeft,
     Event,
     Payload,
 )
@@ -58,11 +59,20 @@ from ccengine.store.schema import CallRow, LegRow, RecordingRow
 log = logging.getLogger(__name__)
 
 @dataclass
+class VoiceMessage:
+    """A message being left: where it is recorded and since when (None: not recording yet)."""
+
+    reason: MessageReason
+    path: Path
+    started_mono: float | None = None
+
+
+@dataclass
 class CallSession:
     id: str
     customer: str  # channel id
     caller_number: str
-    state: str = "ivr"  # ivr | queued | callback | ringing | connecting | talking | ended
+    state: str = "ivr"  # ivr | queued | callback | ringing | connecting | talking | voicemail | ended
     queue_id: str | None = None
     agent_id: str | None = None
     agent_channel: str | None = None
@@ -70,6 +80,7 @@ class CallSession:
     recording_id: str | None = None
     recording_path: str | None = None
     queued_mono: float | None = None
+    message: VoiceMessage | None = None
     answered_at: datetime | None = None
     task: asyncio.Task[None] | None = None
     digits: asyncio.Queue[str] = field(default_factory=asyncio.Queue)
@@ -95,6 +106,7 @@ class InboundApp:
         self.prompts = prompts  # name → media URI: welcome, callback_offer, callback_thanks
         acd.offer_callback = self._on_offer_callback
         acd.expire = self._on_expire
+        acd.take_message = self._on_take_message
         self.recordings_dir = recordings_dir
         self.sessions: dict[str, CallSession] = {}
         self.by_channel: dict[str, CallSession] = {}
@@ -143,7 +155,7 @@ class InboundApp:
 
     def on_dtmf(self, channel_id: str, digit: str) -> None:
         call = self.by_channel.get(channel_id)
-        if call is not None and channel_id == call.customer and call.state in ("ivr", "queued"):
+        if call is not None and channel_id == call.customer and call.state in ("ivr", "queued", "voicemail"):
             call.digits.put_nowait(digit)
 
     def on_playback_finished(self, playback_id: str) -> None:
@@ -212,7 +224,12 @@ class InboundApp:
     async def _enqueue(self, call: CallSession, queue_id: str) -> None:
         """Hand the call to the ACD; it may reserve an agent at once (``_on_offer``)."""
         if not self.acd.is_open(queue_id, datetime.now(UTC)):
-            await self._apologise_and_end(call, "closed", f"queue {queue_id} is closed")
+            queue = self.acd.config.queues.get(queue_id)
+            if queue is not None and queue.when_closed == "voicemail":
+                call.queue_id = queue_id
+                await self._take_message(call, "closed")
+            else:
+                await self._apologise_and_end(call, "closed", f"queue {queue_id} is closed")
             return
         call.state, call.queue_id = "queued", queue_id
         if call.queued_mono is None:
@@ -227,6 +244,41 @@ class InboundApp:
         call = self.sessions.get(call_id)
         if call is not None and call.state == "queued":
             self._spawn(self._apologise_and_end(call, "max_wait", "maximum wait reached"), f"expire-{call_id}")
+
+    def _on_take_message(self, call_id: str, reason: MessageReason) -> None:
+        call = self.sessions.get(call_id)
+        if call is not None and call.state == "queued":  # the journey task is over: this one takes its place
+            call.task = self._spawn(self._take_message(call, reason), f"voicemail-{call_id}")
+
+    async def _take_message(self, call: CallSession, reason: MessageReason) -> None:
+        """Voicemail: the caller leaves the queue, hears the prompt and a tone, and
+        is recorded until they press # or hang up (or the queue's limit passes)."""
+        if call.state == "queued":
+            self.acd.abandon(call.id)
+            with contextlib.suppress(PbxError):
+                await self.pbx.stop_moh(call.customer)
+        call.state = "voicemail"
+        day = datetime.now(UTC).strftime("%Y/%m/%d")
+        call.message = VoiceMessage(reason, self.recordings_dir / "voicemail" / day / f"{call.id}.wav")
+        call.message.path.parent.mkdir(parents=True, exist_ok=True)
+        queue = self.acd.config.queues.get(call.queue_id or "")
+        limit = float(queue.voicemail_max if queue is not None else 120)
+        while not call.digits.empty():
+            call.digits.get_nowait()
+        try:
+            await self._play_and_wait(call, f"{self.prompts['voicemail']},sound:beep")
+            if call.finished:
+                return
+            await self.pbx.start_recording(call.customer, str(call.message.path))
+            call.message.started_mono = time.monotonic()
+            with contextlib.suppress(asyncio.TimeoutError):
+                async with asyncio.timeout(limit):
+                    while await call.digits.get() != "#":
+                        pass
+        except (TimeoutError, PbxError) as exc:
+            log.info("call %s: voicemail cut short (%s)", call.id, exc)
+        if not call.finished:
+            await self.finish(call, "system", f"voicemail ({reason})", disposition="voicemail")
 
     async def _apologise_and_end(self, call: CallSession, prompt: str, cause: str) -> None:
         """Closed queue or wait too long: tell the caller, then end the call from our side."""
@@ -436,6 +488,13 @@ class InboundApp:
             self.acd.finished(call.agent_id, call.id, talk)
         elif state != "ivr":
             self.acd.abandon(call.id)
+        message = call.message
+        if message is not None and message.started_mono is not None:
+            self.emit(CallVoicemailLeft(queue=call.queue_id or "", reason=message.reason,
+                                        path=str(message.path),
+                                        duration_seconds=round(time.monotonic() - message.started_mono, 3)),
+                      call)
+            disposition = "voicemail"  # hanging up is how a message usually ends
         for channel in (call.customer, call.agent_channel):
             if channel:
                 self.by_channel.pop(channel, None)

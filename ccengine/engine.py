@@ -59,6 +59,8 @@ PROMPTS = {
     "callback_thanks": "Thank you. We will call you back shortly. Goodbye.",
     "closed": "Lab Bank is closed now. Please call again during our opening hours. Goodbye.",
     "max_wait": "We are sorry, all advisers are still busy. Please call again later. Goodbye.",
+    "voicemail": "All advisers are busy. Please leave your name, number and message after the tone, "
+                 "then press hash or hang up.",
 }
 
 

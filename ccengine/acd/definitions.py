@@ -240,6 +240,7 @@ class QueueDefinition(_Model):
     overflow: list[OverflowRule] = Field(default_factory=list)
     hours: str | None = None
     when_closed: Literal["voicemail", "announcement", "callback"] = "announcement"
+    voicemail_max: Seconds = Duration(120)  # longest message a caller may leave
     announcements: Announcements = Field(default_factory=Announcements)
     wrap_up: Seconds = Duration(0)
     music_on_hold: str = "default"

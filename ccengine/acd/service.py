@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Literal
 
 from ..core.events import AgentStateChanged, CallOverflowed, Event
 from .definitions import Customer, QueueConfig
@@ -26,6 +27,8 @@ Offer = Callable[[Reservation], None]
 Announce = Callable[[str, int, float | None], None]  # call id, position, estimated wait
 OfferCallback = Callable[[str], None]  # call id
 Expire = Callable[[str], None]  # call id: waited past the queue's max_wait, end the call
+MessageReason = Literal["overflow", "max_wait", "closed"]
+TakeMessage = Callable[[str, MessageReason], None]  # call id, why: send the caller to voicemail
 
 
 @dataclass
@@ -66,6 +69,7 @@ class Acd:
         self.announce: Announce = lambda _c, _p, _w: None
         self.offer_callback: OfferCallback = lambda _c: None
         self.expire: Expire = lambda _c: None
+        self.take_message: TakeMessage = lambda _c, _r: None
         self._last_agent: dict[str, tuple[str, float]] = {}  # caller → (agent, monotonic time)
         self._caller_of: dict[str, str] = {}  # call id → caller, for affinity
         self._timers: dict[str, asyncio.TimerHandle] = {}
@@ -333,7 +337,10 @@ class Acd:
         if waiting.callback:
             return False  # a callback keeps its place however long it takes
         waiting.expired = True
-        self.expire(waiting.call_id)
+        if queue.on_max_wait == "voicemail":
+            self.take_message(waiting.call_id, "max_wait")
+        else:
+            self.expire(waiting.call_id)
         return True
 
     def _overflow(self, waiting: Waiting, now: float) -> bool:
@@ -351,9 +358,14 @@ class Acd:
                     waiting.callback_offered = True
                     self.offer_callback(waiting.call_id)
                 continue
-            if rule.action != "queue" or rule.queue is None:
-                continue  # voicemail is not offered yet
+            if rule.action == "voicemail":
+                if waiting.callback:
+                    continue  # a callback already keeps the caller's place
+                waiting.expired = True
+                self.take_message(waiting.call_id, "overflow")
+                return True
             target = rule.queue
+            assert target is not None  # validated: action 'queue' names one
             needs = self.config.needs(target, waiting.customer)
             self._publish(Event.of(CallOverflowed(from_queue=waiting.queue_id, to_queue=target,
                                                   waited_seconds=round(waited, 3)),

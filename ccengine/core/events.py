@@ -72,6 +72,17 @@ class CallCallbackRequested(Payload):
     position: int
 
 
+class CallVoicemailLeft(Payload):
+    """The caller left a message instead of waiting for an agent (queue overflow,
+    maximum wait or closed hours). ``path`` is the recording of the message."""
+
+    TYPE = "call.voicemail_left"
+    queue: str
+    reason: Literal["overflow", "max_wait", "closed"]
+    path: str
+    duration_seconds: float
+
+
 class CallCallbackDialed(Payload):
     """An agent is ready for a callback call; the customer is being called."""
 
@@ -126,7 +137,7 @@ class CallEnded(Payload):
     """The call is over. ``disposition``: how it ended from the center's point of view."""
 
     TYPE = "call.ended"
-    disposition: Literal["completed", "abandoned", "ivr_hangup", "closed", "timed_out", "failed"]
+    disposition: Literal["completed", "abandoned", "ivr_hangup", "closed", "timed_out", "voicemail", "failed"]
     ended_by: Literal["customer", "agent", "system", "pbx"]
     cause: str = ""
     talk_seconds: float | None = None
@@ -160,7 +171,7 @@ class EngineResynced(Payload):
 PAYLOADS: dict[str, type[Payload]] = {
     cls.TYPE: cls
     for cls in (CallOffered, CallMenuSelected, CallQueued, CallOverflowed, CallAnnounced, CallCallbackRequested,
-                CallCallbackDialed, CallAgentOffered,
+                CallCallbackDialed, CallVoicemailLeft, CallAgentOffered,
                 CallAgentNoAnswer, CallAnswered, CallBridged, CallRecordingStarted, CallRecordingStopped, CallEnded,
                 AgentStateChanged, EnginePbxLink, EngineResynced)
 }

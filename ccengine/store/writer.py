@@ -180,6 +180,8 @@ def queue_log_entry(session: Session, e: Event) -> dict[str, object] | None:
             row.verb, row.wait_seconds = "ABANDON", _seconds_since(call.queued_at, e.occurred_at)
         elif d["disposition"] == "timed_out":
             row.verb, row.wait_seconds = "EXITWITHTIMEOUT", _seconds_since(call.queued_at, e.occurred_at)
+        elif d["disposition"] == "voicemail":
+            row.verb, row.wait_seconds = "EXITVOICEMAIL", _seconds_since(call.queued_at, e.occurred_at)
         else:
             row.verb = "FAILED"
         row.queue = row.queue or call.queue

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
+import wave
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 
@@ -214,5 +215,53 @@ agents:
     legs = [e.data["channel_id"] for e in engine.events("call.offered") if e.call_id == second.id]
     assert dialed.data["channel_id"] not in legs, "the customer was reached on a new leg"
     assert "ABANDON" not in verbs(engine, second.id)
+    await asyncio.sleep(1)
+    assert await pbx_channels(lab) == []
+
+
+async def test_voicemail_on_overflow_and_when_closed(engine_factory, peer, lab):  # type: ignore[no-untyped-def]
+    today = datetime.now(UTC).date()
+    queues = HEADER + f"""
+  holiday: {{timezone: UTC, open: {{mon-sun: ["00:00-24:00"]}},
+            holidays: [{{date: "{today}"}}, {{date: "{today + timedelta(days=1)}"}}]}}
+queues:
+  - id: general
+    required_skills: {{general: 1}}
+    hours: always
+    overflow: [{{after: 2s, action: voicemail}}]
+    voicemail_max: 30s
+    announcements: {{position: false, estimated_wait: false}}
+  - id: cards
+    required_skills: {{cards: 1}}
+    hours: holiday
+    when_closed: voicemail
+agents:
+  - {{id: agent1, name: One, skills: {{general: 5, cards: 5}}}}
+"""
+    engine = engine_factory(queues=queues, menu={"1": "general", "2": "cards"})
+    engine.start()
+    await peer.agent_talk_time(15, 15)
+    await peer.call(Customer(number="5559101", digit="1", prompt_wait=0.5, patience=60))  # keeps agent1 busy
+    await asyncio.sleep(1.0)
+    # waits, overflows to voicemail after 2 s, hears the prompt, talks (hold music), then presses #
+    await peer.call(Customer(number="5559102", digit="1", prompt_wait=0.5, patience=60, press="#", press_after=16))
+    # the cards queue is closed today: straight to voicemail; this caller simply hangs up
+    await peer.call(Customer(number="5559103", digit="2", prompt_wait=0.5, patience=14))
+    await engine.wait_for(all_ended(engine, 3), 90, "the three calls to end")
+
+    calls = {c.caller_number: c for c in engine.calls()}
+    assert calls["5559101"].disposition == "completed"
+    assert calls["5559102"].disposition == "voicemail" and calls["5559102"].agent_id is None
+    assert calls["5559103"].disposition == "voicemail"
+    messages = {e.call_id: e.data for e in engine.events("call.voicemail_left")}
+    overflow, closed = messages[calls["5559102"].id], messages[calls["5559103"].id]
+    assert overflow["reason"] == "overflow" and overflow["queue"] == "general"
+    assert closed["reason"] == "closed" and closed["queue"] == "cards"
+    for message in (overflow, closed):
+        assert message["duration_seconds"] > 1.0
+        with wave.open(message["path"]) as wav:  # the caller's audio (their hold music) is in the file
+            assert wav.getnframes() / wav.getframerate() > 1.0
+    assert verbs(engine, calls["5559102"].id) == ["ENTERQUEUE", "EXITVOICEMAIL"]
+    assert "ABANDON" not in verbs(engine, calls["5559103"].id)
     await asyncio.sleep(1)
     assert await pbx_channels(lab) == []
