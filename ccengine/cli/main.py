@@ -177,6 +177,30 @@ def db_upgrade(ctx: Context, revision: str) -> None:
     click.echo(f"database at {revision}: {ctx.settings.database.url}")
 
 
+# -- PBX configuration --------------------------------------------------------------------------
+@main.group()
+def pbx() -> None:
+    """The Asterisk configuration the engine relies on."""
+
+
+@pbx.command("lint")
+@click.argument("paths", nargs=-1, type=click.Path(exists=True, path_type=Path))
+def pbx_lint(paths: tuple[Path, ...]) -> None:
+    """Refuse configurations that would let a party stop a forced recording
+    (keypad recording features, Dial/Queue X/x/W/w options, StopMixMonitor).
+    Default: the shipped dialplans and Asterisk config templates."""
+    from ..lab.lab import ROOT
+    from ..pbx.lint import lint_paths
+
+    targets = list(paths) or [ROOT / "dialplans" / "asterisk", ROOT / "config" / "asterisk"]
+    findings = lint_paths(targets)
+    for finding in findings:
+        click.echo(str(finding))
+    if findings:
+        raise SystemExit(1)
+    click.echo(f"ok: no way to stop a forced recording found in {', '.join(map(str, targets))}")
+
+
 # -- engine -------------------------------------------------------------------------------------
 @main.command("run")
 @pass_context
