@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 import uuid
@@ -40,11 +41,13 @@ from ccengine.core.events import (
     CallMenuSelected,
     CallOffered,
     CallQueued,
+    CallRecordingSealed,
     CallRecordingStarted,
     CallRecordingStopped,
     CallVoicemailLeft,
     Event,
     Payload,
+    RecordingTamperAttempt,
 )
 from ccengine.pbx.protocol import (
     ChannelInfo,
@@ -54,6 +57,8 @@ from ccengine.pbx.protocol import (
     PbxSnapshot,
     RecordingChanged,
 )
+from ccengine.recording.capture import CallRecorder, TamperAction
+from ccengine.recording.vault import ManifestFields, Vault
 from ccengine.store.schema import CallRow, LegRow, RecordingRow
 
 log = logging.getLogger(__name__)
@@ -78,7 +83,7 @@ class CallSession:
     agent_channel: str | None = None
     bridge_id: str | None = None
     recording_id: str | None = None
-    recording_path: str | None = None
+    recorder: CallRecorder | None = None
     queued_mono: float | None = None
     message: VoiceMessage | None = None
     answered_at: datetime | None = None
@@ -88,13 +93,12 @@ class CallSession:
     announcement: str | None = None  # playback id of a position announcement in progress
     callback: bool = False  # the caller hung up to be called back when an agent is free
     customer_answered: asyncio.Future[ChannelInfo] | None = None
-    recording_stopped: asyncio.Event = field(default_factory=asyncio.Event)
     finished: bool = False
 
 
 class InboundApp:
     def __init__(self, pbx: PbxAdapter, bus: EventBus, flow: FlowSettings, acd: Acd, *, agent_dial: str,
-                 customer_dial: str, prompts: dict[str, str], recordings_dir: Path):
+                 customer_dial: str, prompts: dict[str, str], recordings_dir: Path, vault: Vault | None = None):
         self.pbx = pbx
         self.bus = bus
         self.flow = flow
@@ -108,6 +112,8 @@ class InboundApp:
         acd.expire = self._on_expire
         acd.take_message = self._on_take_message
         self.recordings_dir = recordings_dir
+        self.vault = vault
+        self._sealing = asyncio.Lock()
         self.sessions: dict[str, CallSession] = {}
         self.by_channel: dict[str, CallSession] = {}
         self.playbacks: dict[str, asyncio.Future[None]] = {}
@@ -165,8 +171,8 @@ class InboundApp:
 
     def on_recording(self, event: RecordingChanged) -> None:
         call = self.recording.get(event.channel_id)
-        if call is not None and event.state == "stopped":
-            call.recording_stopped.set()
+        if call is not None and call.recorder is not None:
+            call.recorder.on_change(event.state, event.received_at)
 
     def on_hangup(self, channel_id: str, cause: str) -> None:
         call = self.by_channel.pop(channel_id, None)
@@ -464,13 +470,22 @@ class InboundApp:
         await self._record(call)
 
     async def _record(self, call: CallSession) -> None:
+        """Forced recording from the bridge to the hang-up; only the engine can stop it."""
         day = datetime.now(UTC).strftime("%Y/%m/%d")
         path = self.recordings_dir / day / f"{call.id}.wav"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        call.recording_id, call.recording_path = str(uuid.uuid4()), str(path)
+        call.recording_id = str(uuid.uuid4())
+        call.recorder = CallRecorder(self.pbx, call.customer, path,
+                                     on_tamper=functools.partial(self._on_tamper, call))
         self.recording[call.customer] = call
-        await self.pbx.start_recording(call.customer, str(path))
+        await call.recorder.start()
         self.emit(CallRecordingStarted(recording_id=call.recording_id, path=str(path)), call)
+
+    def _on_tamper(self, call: CallSession, action: TamperAction, segment: int, gap: float) -> None:
+        log.warning("call %s: recording %s by someone else; restored as segment %d after %.2f s",
+                    call.id, action, segment, gap)
+        assert call.recording_id is not None
+        self.emit(RecordingTamperAttempt(recording_id=call.recording_id, action=action,
+                                         segment=segment, gap_seconds=gap), call)
 
     # -- the end ---------------------------------------------------------------------------------
     async def finish(self, call: CallSession, ended_by: str, cause: str, disposition: str | None = None) -> None:
@@ -514,13 +529,27 @@ class InboundApp:
         self.sessions.pop(call.id, None)
 
     async def _close_recording(self, call: CallSession) -> None:
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(call.recording_stopped.wait(), 3.0)
+        """Close the file (joining restarted segments), then seal it into the vault."""
+        assert call.recording_id is not None and call.recorder is not None
+        path, segments = await call.recorder.close()
         self.recording.pop(call.customer, None)
-        duration, size = await asyncio.to_thread(wav_stats, Path(call.recording_path or ""))
-        assert call.recording_id is not None
+        duration, size = await asyncio.to_thread(wav_stats, path)
         self.emit(CallRecordingStopped(recording_id=call.recording_id, duration_seconds=duration,
                                        size_bytes=size), call)
+        if self.vault is None or not size:
+            return
+        fields = ManifestFields(call.recording_id, (call.id,), segments[0].started_at, segments[-1].ended_at,
+                                segments)
+        try:
+            async with self._sealing:  # one chain append at a time
+                sealed = await asyncio.to_thread(self.vault.seal, path, fields)
+        except Exception:
+            log.exception("call %s: recording %s could not be sealed; the plaintext is kept", call.id,
+                          call.recording_id)
+            return
+        self.emit(CallRecordingSealed(recording_id=call.recording_id, chain_seq=sealed.chain_seq,
+                                      plaintext_sha256=sealed.manifest.plaintext_sha256,
+                                      segments=len(segments)), call)
 
     # -- reconciliation --------------------------------------------------------------------------
     async def reconcile(self, snapshot: PbxSnapshot,
@@ -556,7 +585,10 @@ class InboundApp:
                 call.bridge_id = bridge.id
                 call.answered_at = row.answered_at.replace(tzinfo=UTC) if row.answered_at else None
                 if recording is not None:
-                    call.recording_id, call.recording_path = recording.id, recording.path
+                    call.recording_id = recording.id
+                    call.recorder = CallRecorder.adopt(
+                        self.pbx, call.customer, Path(recording.path), recording.started_at.replace(tzinfo=UTC),
+                        on_tamper=functools.partial(self._on_tamper, call))
                     self.recording[call.customer] = call
                 self.by_channel[agent_leg.channel_id] = call
                 known.add(agent_leg.channel_id)

@@ -82,6 +82,13 @@ class LabSettings(_Strict):
     peer_ami_secret: str = "lab-peer-secret"
 
 
+class RecordingSettings(_Strict):
+    """Where finished recordings are sealed (encrypted, signed, hash-chained)."""
+
+    vault_dir: Path = Path("var/vault")
+    seal: bool = Field(True, description="seal each recording when its call ends; the plaintext is removed")
+
+
 class FlowSettings(_Strict):
     """The inbound journey before the ACD: prompt and one DTMF menu choosing a queue."""
 
@@ -119,6 +126,7 @@ class Settings(_Strict):
     lab: LabSettings = LabSettings()
     flow: FlowSettings = FlowSettings()
     acd: AcdSettings = AcdSettings()
+    recording: RecordingSettings = RecordingSettings()
     http_port: Port = 8080
 
     def resolved(self, base: Path) -> Settings:
@@ -139,6 +147,7 @@ class Settings(_Strict):
                 sounds_dir=anchor(self.paths.sounds_dir),
             ),
             "acd": self.acd.model_copy(update={"queues": anchor(self.acd.queues)}),
+            "recording": self.recording.model_copy(update={"vault_dir": anchor(self.recording.vault_dir)}),
             "lab": self.lab.model_copy(update={
                 "chroot_dir": anchor(self.lab.chroot_dir),
                 "state_dir": anchor(self.lab.state_dir),

@@ -45,6 +45,7 @@ from .pbx.protocol import (
     PlaybackFinished,
     RecordingChanged,
 )
+from .recording.vault import Vault
 from .speech import synthesize
 from .store.database import make_engine, upgrade
 from .store.schema import CallRow, LegRow, RecordingRow
@@ -117,7 +118,8 @@ class Engine:
         await asyncio.to_thread(self._seed_affinity)
         self.app = InboundApp(self.pbx, self.bus, settings.flow, self.acd, agent_dial=settings.pbx.agent_dial,
                               customer_dial=settings.pbx.customer_dial, prompts=prompts,
-                              recordings_dir=settings.paths.recordings_dir)
+                              recordings_dir=settings.paths.recordings_dir,
+                              vault=Vault(settings.recording.vault_dir) if settings.recording.seal else None)
         self.writer.start()
         await self.pbx.start()
         self._dispatcher = asyncio.create_task(self._dispatch(), name="engine-dispatcher")

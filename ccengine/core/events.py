@@ -72,6 +72,28 @@ class CallCallbackRequested(Payload):
     position: int
 
 
+class CallRecordingSealed(Payload):
+    """The recording was encrypted, its signed manifest appended to the vault's hash chain, and
+    the plaintext removed. ``segments`` > 1 means capture was restarted after a tamper attempt."""
+
+    TYPE = "call.recording_sealed"
+    recording_id: str
+    chain_seq: int
+    plaintext_sha256: str
+    segments: int
+
+
+class RecordingTamperAttempt(Payload):
+    """Someone other than the engine stopped or muted a call's forced recording; the engine
+    restored it (``segment``: the index of the new segment, or of the unmuted one)."""
+
+    TYPE = "recording.tamper_attempt"
+    recording_id: str
+    action: Literal["stopped", "muted"]
+    segment: int
+    gap_seconds: float
+
+
 class CallVoicemailLeft(Payload):
     """The caller left a message instead of waiting for an agent (queue overflow,
     maximum wait or closed hours). ``path`` is the recording of the message."""
@@ -172,7 +194,8 @@ PAYLOADS: dict[str, type[Payload]] = {
     cls.TYPE: cls
     for cls in (CallOffered, CallMenuSelected, CallQueued, CallOverflowed, CallAnnounced, CallCallbackRequested,
                 CallCallbackDialed, CallVoicemailLeft, CallAgentOffered,
-                CallAgentNoAnswer, CallAnswered, CallBridged, CallRecordingStarted, CallRecordingStopped, CallEnded,
+                CallAgentNoAnswer, CallAnswered, CallBridged, CallRecordingStarted, CallRecordingStopped,
+                CallRecordingSealed, RecordingTamperAttempt, CallEnded,
                 AgentStateChanged, EnginePbxLink, EngineResynced)
 }
 

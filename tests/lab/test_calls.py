@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import itertools
 import wave
 from collections import defaultdict
@@ -13,6 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ccengine.lab.traffic import Customer
+from ccengine.recording.vault import Vault
 from ccengine.store.schema import RecordingRow
 
 from .conftest import pbx_channels
@@ -52,11 +54,19 @@ async def test_call_end_to_end_is_stored_and_recorded(engine_factory, peer, lab)
             return session.scalars(select(RecordingRow.ended_at)).first() is not None
 
     await engine.wait_for(recording_closed, 10, "the recording to be closed")
+    await engine.wait_for(lambda: engine.count_events("call.recording_sealed") == 1, 10, "the recording sealed")
     with Session(engine.db) as session:
         [recording] = session.scalars(select(RecordingRow)).all()
     path = Path(recording.path)
-    assert path.is_file() and path.is_relative_to(engine.workdir)
-    with wave.open(str(path)) as wav:
+    assert path.is_relative_to(engine.workdir) and not path.exists(), "sealing removes the plaintext"
+    [sealed] = engine.events("call.recording_sealed")
+    assert sealed.data["recording_id"] == recording.id and sealed.data["segments"] == 1
+    vault = Vault(engine.settings.recording.vault_dir, create=False)
+    assert vault.verify(recording.id) == []
+    exported = io.BytesIO()
+    vault.export(recording.id, exported)
+    exported.seek(0)
+    with wave.open(exported) as wav:
         audio_seconds = wav.getnframes() / wav.getframerate()
         frames = wav.readframes(wav.getnframes())
     talk = (call.ended_at - call.bridged_at).total_seconds()

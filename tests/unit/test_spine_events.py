@@ -27,6 +27,7 @@ from ccengine.core.events import (
     CallOffered,
     CallOverflowed,
     CallQueued,
+    CallRecordingSealed,
     CallRecordingStarted,
     CallRecordingStopped,
     CallVoicemailLeft,
@@ -34,6 +35,7 @@ from ccengine.core.events import (
     EngineResynced,
     Event,
     Payload,
+    RecordingTamperAttempt,
     json_schemas,
 )
 
@@ -46,6 +48,8 @@ SAMPLES: list[Payload] = [
     CallAnnounced(position=2, estimated_wait_seconds=None),
     CallAnnounced(position=1, estimated_wait_seconds=95.0),
     CallCallbackRequested(queue="general", position=4),
+    CallRecordingSealed(recording_id="r1", chain_seq=3, plaintext_sha256="ab" * 32, segments=2),
+    RecordingTamperAttempt(recording_id="r1", action="stopped", segment=1, gap_seconds=0.31),
     CallVoicemailLeft(queue="cards", reason="overflow", path="/var/recordings/voicemail/m.wav",
                       duration_seconds=7.5),
     CallCallbackDialed(channel_id="1716.9"),

@@ -262,6 +262,10 @@ class AsteriskAdapter:
     async def stop_recording(self, channel_id: str) -> None:
         await self.ami.action({"Action": "StopMixMonitor", "Channel": await self._channel_name(channel_id)})
 
+    async def unmute_recording(self, channel_id: str) -> None:
+        await self.ami.action({"Action": "MixMonitorMute", "Channel": await self._channel_name(channel_id),
+                               "Direction": "both", "State": "0"})
+
     async def send_dtmf(self, channel_id: str, digits: str) -> None:
         await self.ari.request("POST", f"/channels/{channel_id}/dtmf", params={"dtmf": digits})
 

@@ -1,0 +1,165 @@
+"""Forced recording of one connected call: start, keep alive, close, seal.
+
+Only the engine may stop a compliance recording. Asterisk reports every
+MixMonitor stop or mute (AMI); one that arrives while the call is still
+connected and the engine did not ask for it is a tamper attempt (a privileged
+``StopMixMonitor``, a keypad feature code on a misconfigured PBX, an operator
+at the console). The recorder then restarts capture as a new *segment* within
+a fraction of a second (or unmutes), reports the attempt, and at the end joins
+the segments into one file - the gap filled with silence so the timeline stays
+true - whose manifest lists every segment with the reason it began.
+
+A stop that races the caller's hang-up (AMI and ARI are separate links, so the
+MixMonitor stop may be seen first) is told apart by waiting ``grace`` seconds
+for the hang-up before restarting; a restart on a channel that is gone fails
+and is not reported.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import wave
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Literal
+
+from ..pbx.protocol import PbxAdapter, PbxError
+from .manifest import Segment
+
+log = logging.getLogger(__name__)
+
+TamperAction = Literal["stopped", "muted"]
+TamperCallback = Callable[[TamperAction, int, float], None]  # action, segment index, gap seconds
+
+
+@dataclass
+class CapturedSegment:
+    index: int
+    path: Path
+    started_at: datetime
+    reason: str = "start"  # start | restart_after_stop
+    ended_at: datetime | None = None
+
+
+class CallRecorder:
+    """One call's recording on one PBX channel (MixMonitor: both directions)."""
+
+    def __init__(self, pbx: PbxAdapter, channel_id: str, path: Path, *, on_tamper: TamperCallback,
+                 grace: float = 0.2):
+        self.pbx = pbx
+        self.channel_id = channel_id
+        self.path = path
+        self.on_tamper = on_tamper
+        self.grace = grace
+        self.segments: list[CapturedSegment] = []
+        self.closing = False
+        self.attempts = 0
+        self._stopped = asyncio.Event()
+        self._restoring: asyncio.Task[None] | None = None
+
+    @classmethod
+    def adopt(cls, pbx: PbxAdapter, channel_id: str, path: Path, started_at: datetime, *,
+              on_tamper: TamperCallback) -> CallRecorder:
+        """Take over a recording already running on the PBX (engine restarted mid-call)."""
+        recorder = cls(pbx, channel_id, path, on_tamper=on_tamper)
+        recorder.segments.append(CapturedSegment(0, path, started_at))
+        return recorder
+
+    async def start(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        await self._start_segment(self.path, "start")
+
+    async def _start_segment(self, path: Path, reason: str) -> None:
+        self._stopped.clear()
+        await self.pbx.start_recording(self.channel_id, str(path))
+        self.segments.append(CapturedSegment(len(self.segments), path, datetime.now(UTC), reason))
+
+    def on_change(self, state: str, at: datetime) -> None:
+        """Feed the PBX's recording events for this channel."""
+        if state == "stopped":
+            if self.segments and self.segments[-1].ended_at is None:
+                self.segments[-1].ended_at = at
+            self._stopped.set()
+            if not self.closing:
+                self._restore_soon("stopped", at)
+        elif state == "muted" and not self.closing:
+            self._restore_soon("muted", at)
+
+    def _restore_soon(self, action: TamperAction, at: datetime) -> None:
+        if self._restoring is None or self._restoring.done():
+            self._restoring = asyncio.create_task(self._restore(action, at), name=f"restore-rec-{self.channel_id}")
+
+    async def _restore(self, action: TamperAction, at: datetime) -> None:
+        await asyncio.sleep(self.grace)  # a hang-up seen late on the other link ends the call instead
+        if self.closing:
+            return
+        try:
+            if action == "muted":
+                await self.pbx.unmute_recording(self.channel_id)
+                index = len(self.segments) - 1
+            else:
+                index = len(self.segments)
+                await self._start_segment(self.path.with_name(f"{self.path.stem}.{index}{self.path.suffix}"),
+                                          "restart_after_stop")
+        except PbxError as exc:
+            log.info("recording on %s not restored (%s): the channel is gone", self.channel_id, exc)
+            return
+        self.attempts += 1
+        self.on_tamper(action, index, round((datetime.now(UTC) - at).total_seconds(), 3))
+
+    async def close(self, wait: float = 3.0) -> tuple[Path, list[Segment]]:
+        """The call ended (the PBX stops MixMonitor at hang-up): wait for the last
+        file to be closed, join the segments, return the file and its segments."""
+        self.closing = True
+        if self._restoring is not None:
+            self._restoring.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._restoring
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopped.wait(), wait)
+        now = datetime.now(UTC)
+        for segment in self.segments:
+            segment.ended_at = segment.ended_at or now
+        if len(self.segments) > 1:
+            await asyncio.to_thread(join_segments, self.path, self.segments)
+        return self.path, [Segment(s.index, s.started_at, s.ended_at or now, s.reason) for s in self.segments]
+
+
+def _read_wav(path: Path) -> tuple[wave._wave_params, bytes] | None:
+    try:
+        with wave.open(str(path), "rb") as source:
+            return source.getparams(), source.readframes(source.getnframes())
+    except (OSError, wave.Error, EOFError):
+        return None  # a segment that never got a byte (the channel died at once)
+
+
+def join_segments(out: Path, segments: list[CapturedSegment]) -> None:
+    """Concatenate segment WAVs into ``out`` with silence for each gap, so
+    positions in the file stay true to wall-clock time; replaces atomically."""
+    tmp = out.with_name(out.name + ".joining")
+    params = None
+    with wave.open(str(tmp), "wb") as sink:
+        previous_end: datetime | None = None
+        for segment in segments:
+            read = _read_wav(segment.path)
+            if read is None:
+                continue
+            if params is None:
+                params = read[0]
+                sink.setnchannels(params.nchannels)
+                sink.setsampwidth(params.sampwidth)
+                sink.setframerate(params.framerate)
+            if previous_end is not None:
+                gap = max(0.0, (segment.started_at - previous_end).total_seconds())
+                sink.writeframes(bytes(int(gap * params.framerate) * params.sampwidth * params.nchannels))
+            sink.writeframes(read[1])
+            previous_end = segment.ended_at or segment.started_at
+    os.replace(tmp, out)
+    for segment in segments[1:]:
+        with contextlib.suppress(FileNotFoundError):
+            segment.path.unlink()

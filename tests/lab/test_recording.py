@@ -1,0 +1,85 @@
+"""Forced recording on the lab PBX: outside stops and mutes are undone, the result is sealed."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import wave
+
+import pytest
+
+from ccengine.lab.traffic import Customer
+from ccengine.pbx.asterisk.ami import AmiClient
+from ccengine.recording.vault import Vault
+
+from .conftest import pbx_channels
+
+pytestmark = pytest.mark.lab
+
+
+async def _ami(settings) -> AmiClient:  # type: ignore[no-untyped-def]
+    async def ignore(_up: bool, _reason: str) -> None:
+        return None
+
+    client = AmiClient(settings.pbx.ami.host, settings.pbx.ami.port, settings.pbx.ami.username,
+                       settings.pbx.ami.secret, events="off")
+    await asyncio.wait_for(client.start(ignore), 15)
+    return client
+
+
+async def _channel_name(ami: AmiClient, uniqueid: str) -> str:
+    rows = await ami.action({"Action": "CoreShowChannels"}, as_list=True)
+    return next(str(r["Channel"]) for r in rows if r.get("Event") == "CoreShowChannel"
+                and r.get("Uniqueid") == uniqueid)
+
+
+async def test_outside_stop_and_mute_are_undone_and_the_recording_sealed(  # type: ignore[no-untyped-def]
+        engine_factory, peer, lab):
+    engine = engine_factory(agents=1)
+    engine.start()
+    await peer.set_global("AGENT_TALK_agent1", "9")
+    ami = await _ami(engine.settings)
+    try:
+        await peer.call(Customer(number="5553001", digit="1", prompt_wait=0.5, patience=60))
+        await engine.wait_for(lambda: engine.count_events("call.recording_started") == 1, 30, "recording")
+        [offered] = engine.events("call.offered")
+        customer = await _channel_name(ami, offered.data["channel_id"])
+        # the agent keys the usual one-touch recording codes: nothing is mapped, nothing stops
+        [agent_leg] = [r for r in await peer.ami.action({"Action": "CoreShowChannels"}, as_list=True)
+                       if r.get("Event") == "CoreShowChannel" and str(r.get("Exten", "")).startswith("agent")]
+        for digit in "*3*1":
+            await peer.ami.action({"Action": "PlayDTMF", "Channel": str(agent_leg["Channel"]), "Digit": digit})
+        await asyncio.sleep(1.0)
+        # a privileged operator stops the recording, then mutes the restarted one
+        await ami.action({"Action": "StopMixMonitor", "Channel": customer})
+        await engine.wait_for(lambda: engine.count_events("recording.tamper_attempt") == 1, 5, "the restart")
+        await asyncio.sleep(1.0)
+        await ami.action({"Action": "MixMonitorMute", "Channel": customer, "Direction": "both", "State": "1"})
+        await engine.wait_for(lambda: engine.count_events("recording.tamper_attempt") == 2, 5, "the unmute")
+        await engine.wait_for(lambda: engine.count_events("call.recording_sealed") == 1, 40, "the sealed recording")
+    finally:
+        await peer.set_global("AGENT_TALK_agent1", "")
+        await ami.close()
+
+    [call] = engine.calls()
+    assert call.disposition == "completed"
+    stopped, muted = (e.data for e in engine.events("recording.tamper_attempt"))
+    assert stopped["action"] == "stopped" and stopped["segment"] == 1 and stopped["gap_seconds"] <= 1.0
+    assert muted["action"] == "muted" and muted["segment"] == 1
+    [sealed] = engine.events("call.recording_sealed")
+    assert sealed.data["segments"] == 2
+    vault = Vault(engine.settings.recording.vault_dir, create=False)
+    assert vault.verify(sealed.data["recording_id"]) == []
+    manifest = vault.manifest(sealed.data["recording_id"]).manifest
+    assert [s.reason for s in manifest.segments] == ["start", "restart_after_stop"]
+    gap = (manifest.segments[1].started_at - manifest.segments[0].ended_at).total_seconds()
+    assert 0 <= gap <= 1.0, gap
+    out = io.BytesIO()
+    vault.export(sealed.data["recording_id"], out)
+    out.seek(0)
+    with wave.open(out) as wav:
+        audio = wav.getnframes() / wav.getframerate()
+    talk = (call.ended_at - call.bridged_at).total_seconds()
+    assert abs(audio - talk) <= 1.5, (audio, talk)  # one timeline: the gap is kept as silence
+    await asyncio.sleep(1)
+    assert await pbx_channels(lab) == []
