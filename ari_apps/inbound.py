@@ -47,6 +47,8 @@ from ccengine.core.events import (
     CallVoicemailLeft,
     Event,
     Payload,
+    RecordingFailed,
+    RecordingResumed,
     RecordingTamperAttempt,
 )
 from ccengine.pbx.protocol import (
@@ -57,7 +59,7 @@ from ccengine.pbx.protocol import (
     PbxSnapshot,
     RecordingChanged,
 )
-from ccengine.recording.capture import CallRecorder, TamperAction
+from ccengine.recording.capture import CallRecorder, DirectoryProbe, TamperAction
 from ccengine.recording.vault import ManifestFields, Vault
 from ccengine.store.schema import CallRow, LegRow, RecordingRow
 
@@ -86,6 +88,8 @@ class CallSession:
     recorder: CallRecorder | None = None
     queued_mono: float | None = None
     message: VoiceMessage | None = None
+    recording_held_since: float | None = None  # fail-closed hold: the parties are apart, on music
+    recording_busy: bool = False  # a failure or a resume is being handled
     answered_at: datetime | None = None
     task: asyncio.Task[None] | None = None
     digits: asyncio.Queue[str] = field(default_factory=asyncio.Queue)
@@ -114,6 +118,7 @@ class InboundApp:
         self.recordings_dir = recordings_dir
         self.vault = vault
         self._sealing = asyncio.Lock()
+        self.probe = DirectoryProbe()
         self.sessions: dict[str, CallSession] = {}
         self.by_channel: dict[str, CallSession] = {}
         self.playbacks: dict[str, asyncio.Future[None]] = {}
@@ -479,6 +484,62 @@ class InboundApp:
         self.recording[call.customer] = call
         await call.recorder.start()
         self.emit(CallRecordingStarted(recording_id=call.recording_id, path=str(path)), call)
+
+    def check_recordings(self) -> None:
+        """Recording watchdog, once a second: a connected call is never left talking
+        unrecorded. On failure its queue's policy ends it or holds it; a held call
+        resumes when recording works again."""
+        for call in list(self.sessions.values()):
+            if call.state != "talking" or call.recorder is None or call.recording_busy or call.finished:
+                continue
+            held = call.recording_held_since is not None
+            # held: capture is stalled on purpose, so only the folder decides
+            problem = self.probe.check(call.recorder.path.parent) if held else call.recorder.failure(self.probe)
+            if not held and problem is not None:
+                call.recording_busy = True
+                self._spawn(self._recording_failed(call, problem), f"recording-failed-{call.id}")
+            elif held and problem is None:
+                call.recording_busy = True
+                self._spawn(self._recording_resume(call), f"recording-resume-{call.id}")
+
+    async def _recording_failed(self, call: CallSession, problem: str) -> None:
+        queue = self.acd.config.queues.get(call.queue_id or "")
+        policy = queue.recording_failure if queue is not None else "end"
+        log.error("call %s: recording failed (%s); policy %s", call.id, problem, policy)
+        assert call.recording_id is not None and call.bridge_id is not None and call.agent_channel is not None
+        self.emit(RecordingFailed(recording_id=call.recording_id, reason=problem[:200], policy=policy), call)
+        try:
+            if policy == "end":
+                with contextlib.suppress(PbxError):
+                    await self.pbx.play(call.agent_channel, self.prompts["recording_failed"])
+                with contextlib.suppress(PbxError, TimeoutError):
+                    await self._play_and_wait(call, self.prompts["recording_failed"], limit=15)
+                await self.finish(call, "system", f"recording failed: {problem}", disposition="failed")
+                return
+            await self.pbx.remove_from_bridge(call.bridge_id, [call.customer, call.agent_channel])
+            for channel in (call.customer, call.agent_channel):
+                await self.pbx.start_moh(channel, self._moh_class(call.queue_id or ""))
+            call.recording_held_since = time.monotonic()
+        except PbxError as exc:
+            log.warning("call %s: recording-failure policy %s not applied (%s)", call.id, policy, exc)
+        finally:
+            call.recording_busy = False
+
+    async def _recording_resume(self, call: CallSession) -> None:
+        assert call.recorder is not None and call.recording_id is not None and call.bridge_id is not None
+        assert call.agent_channel is not None and call.recording_held_since is not None
+        try:
+            segment = await call.recorder.restart("restart_after_failure")
+            for channel in (call.customer, call.agent_channel):
+                await self.pbx.stop_moh(channel)
+            await self.pbx.add_to_bridge(call.bridge_id, [call.customer, call.agent_channel])
+            held = round(time.monotonic() - call.recording_held_since, 3)
+            call.recording_held_since = None
+            self.emit(RecordingResumed(recording_id=call.recording_id, segment=segment, held_seconds=held), call)
+        except PbxError as exc:
+            log.warning("call %s: could not resume after the recording failure (%s)", call.id, exc)
+        finally:
+            call.recording_busy = False
 
     def _on_tamper(self, call: CallSession, action: TamperAction, segment: int, gap: float) -> None:
         log.warning("call %s: recording %s by someone else; restored as segment %d after %.2f s",

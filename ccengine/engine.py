@@ -60,6 +60,8 @@ PROMPTS = {
     "callback_thanks": "Thank you. We will call you back shortly. Goodbye.",
     "closed": "Lab Bank is closed now. Please call again during our opening hours. Goodbye.",
     "max_wait": "We are sorry, all advisers are still busy. Please call again later. Goodbye.",
+    "recording_failed": "We are sorry, this call cannot continue because it cannot be recorded. "
+                        "Please call again. Goodbye.",
     "voicemail": "All advisers are busy. Please leave your name, number and message after the tone, "
                  "then press hash or hang up.",
 }
@@ -136,13 +138,15 @@ class Engine:
         self.db.dispose()
 
     async def _tick(self) -> None:
-        """Overflow rules and announcements run on the clock."""
+        """Overflow rules, announcements and the recording watchdog run on the clock."""
         while True:
             await asyncio.sleep(1.0)
             try:
                 self.acd.tick()
+                if self.app is not None:
+                    self.app.check_recordings()
             except Exception:
-                log.exception("ACD tick failed")
+                log.exception("tick failed")
 
     async def _dispatch(self) -> None:
         async for event in self.pbx.events():

@@ -241,6 +241,9 @@ class QueueDefinition(_Model):
     hours: str | None = None
     when_closed: Literal["voicemail", "announcement", "callback"] = "announcement"
     voicemail_max: Seconds = Duration(120)  # longest message a caller may leave
+    # fail closed when a connected call cannot be recorded: end it with an apology, or hold
+    # both parties on music until recording works again
+    recording_failure: Literal["end", "hold"] = "end"
     announcements: Announcements = Field(default_factory=Announcements)
     wrap_up: Seconds = Duration(0)
     music_on_hold: str = "default"

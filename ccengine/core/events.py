@@ -94,6 +94,27 @@ class RecordingTamperAttempt(Payload):
     gap_seconds: float
 
 
+class RecordingFailed(Payload):
+    """A connected call's recording cannot be trusted (its folder refuses writes, the file stopped
+    growing, MixMonitor failed). The queue's policy applies: ``end`` the call with an apology, or
+    ``hold`` both parties on music until recording works again. An alert for operations."""
+
+    TYPE = "recording.failed"
+    recording_id: str
+    reason: str
+    policy: Literal["end", "hold"]
+
+
+class RecordingResumed(Payload):
+    """Recording works again for a held call: capture restarted as segment ``segment``, the
+    parties were taken off hold after ``held_seconds``."""
+
+    TYPE = "recording.resumed"
+    recording_id: str
+    segment: int
+    held_seconds: float
+
+
 class CallVoicemailLeft(Payload):
     """The caller left a message instead of waiting for an agent (queue overflow,
     maximum wait or closed hours). ``path`` is the recording of the message."""
@@ -195,7 +216,7 @@ PAYLOADS: dict[str, type[Payload]] = {
     for cls in (CallOffered, CallMenuSelected, CallQueued, CallOverflowed, CallAnnounced, CallCallbackRequested,
                 CallCallbackDialed, CallVoicemailLeft, CallAgentOffered,
                 CallAgentNoAnswer, CallAnswered, CallBridged, CallRecordingStarted, CallRecordingStopped,
-                CallRecordingSealed, RecordingTamperAttempt, CallEnded,
+                CallRecordingSealed, RecordingTamperAttempt, RecordingFailed, RecordingResumed, CallEnded,
                 AgentStateChanged, EnginePbxLink, EngineResynced)
 }
 

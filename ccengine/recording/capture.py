@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import time
 import wave
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -61,6 +62,9 @@ class CallRecorder:
         self.attempts = 0
         self._stopped = asyncio.Event()
         self._restoring: asyncio.Task[None] | None = None
+        self._expect_stop = False
+        self._last_size = -1
+        self._last_growth = time.monotonic()
 
     @classmethod
     def adopt(cls, pbx: PbxAdapter, channel_id: str, path: Path, started_at: datetime, *,
@@ -78,6 +82,43 @@ class CallRecorder:
         self._stopped.clear()
         await self.pbx.start_recording(self.channel_id, str(path))
         self.segments.append(CapturedSegment(len(self.segments), path, datetime.now(UTC), reason))
+        self._last_size, self._last_growth = -1, time.monotonic()
+
+    def _next_path(self) -> Path:
+        return self.path.with_name(f"{self.path.stem}.{len(self.segments)}{self.path.suffix}")
+
+    async def restart(self, reason: str) -> int:
+        """Engine-initiated: close the current segment and start a new one (after a
+        failure was cleared). Returns the new segment's index."""
+        self._expect_stop = True
+        with contextlib.suppress(PbxError):
+            await self.pbx.stop_recording(self.channel_id)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopped.wait(), 1.0)
+        self._expect_stop = False
+        await self._start_segment(self._next_path(), reason)
+        return len(self.segments) - 1
+
+    def failure(self, probe: DirectoryProbe, stall: float = 3.0) -> str | None:
+        """Why the recording cannot be trusted right now, or None: its folder
+        refuses writes (read-only, full), or its file stopped growing."""
+        segment = self.segments[-1] if self.segments else None
+        if segment is None:
+            return None
+        problem = probe.check(segment.path.parent)
+        if problem is not None:
+            return problem
+        try:
+            size = segment.path.stat().st_size
+        except FileNotFoundError:
+            size = 0
+        now = time.monotonic()
+        if size > self._last_size:
+            self._last_size, self._last_growth = size, now
+            return None
+        if now - self._last_growth > stall:
+            return f"{segment.path.name} has not grown for {now - self._last_growth:.1f} s"
+        return None
 
     def on_change(self, state: str, at: datetime) -> None:
         """Feed the PBX's recording events for this channel."""
@@ -85,7 +126,7 @@ class CallRecorder:
             if self.segments and self.segments[-1].ended_at is None:
                 self.segments[-1].ended_at = at
             self._stopped.set()
-            if not self.closing:
+            if not self.closing and not self._expect_stop:
                 self._restore_soon("stopped", at)
         elif state == "muted" and not self.closing:
             self._restore_soon("muted", at)
@@ -104,8 +145,7 @@ class CallRecorder:
                 index = len(self.segments) - 1
             else:
                 index = len(self.segments)
-                await self._start_segment(self.path.with_name(f"{self.path.stem}.{index}{self.path.suffix}"),
-                                          "restart_after_stop")
+                await self._start_segment(self._next_path(), "restart_after_stop")
         except PbxError as exc:
             log.info("recording on %s not restored (%s): the channel is gone", self.channel_id, exc)
             return
@@ -128,6 +168,34 @@ class CallRecorder:
         if len(self.segments) > 1:
             await asyncio.to_thread(join_segments, self.path, self.segments)
         return self.path, [Segment(s.index, s.started_at, s.ended_at or now, s.reason) for s in self.segments]
+
+
+class DirectoryProbe:
+    """Whether recording folders accept writes, probed at most once per
+    ``interval`` per folder (one probe serves every call recorded there)."""
+
+    def __init__(self, interval: float = 1.0):
+        self.interval = interval
+        self._seen: dict[Path, tuple[float, str | None]] = {}
+
+    def check(self, directory: Path) -> str | None:
+        now = time.monotonic()
+        seen = self._seen.get(directory)
+        if seen is not None and now - seen[0] < self.interval:
+            return seen[1]
+        probe = directory / f".probe-{os.getpid()}"
+        try:
+            fd = os.open(probe, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)
+            try:
+                os.write(fd, b"\0" * 512)
+            finally:
+                os.close(fd)
+            probe.unlink()
+            problem = None
+        except OSError as exc:
+            problem = f"{directory}: {exc.strerror or exc}"
+        self._seen[directory] = (now, problem)
+        return problem
 
 
 def _read_wav(path: Path) -> tuple[wave._wave_params, bytes] | None:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import io
+import subprocess
 import wave
+from pathlib import Path
 
 import pytest
 
@@ -81,5 +83,68 @@ async def test_outside_stop_and_mute_are_undone_and_the_recording_sealed(  # typ
         audio = wav.getnframes() / wav.getframerate()
     talk = (call.ended_at - call.bridged_at).total_seconds()
     assert abs(audio - talk) <= 1.5, (audio, talk)  # one timeline: the gap is kept as silence
+    await asyncio.sleep(1)
+    assert await pbx_channels(lab) == []
+
+
+QUEUES = """
+version: 1
+skills: [{id: general}, {id: cards}]
+calendars:
+  always: {timezone: UTC, open: {mon-sun: ["00:00-24:00"]}}
+queues:
+  - {id: general, required_skills: {general: 1}, hours: always, recording_failure: end,
+     announcements: {position: false, estimated_wait: false}}
+  - {id: cards, required_skills: {cards: 1}, hours: always, recording_failure: hold,
+     announcements: {position: false, estimated_wait: false}}
+agents:
+  - {id: agent1, name: One, skills: {general: 5}}
+  - {id: agent2, name: Two, skills: {cards: 5}}
+"""
+
+
+async def test_recording_folder_read_only_mid_call_fails_closed(  # type: ignore[no-untyped-def]
+        engine_factory, peer, lab):
+    engine = engine_factory(queues=QUEUES, menu={"1": "general", "2": "cards"})
+    engine.start()
+    await peer.set_global("AGENT_TALK_agent1", "20")
+    await peer.set_global("AGENT_TALK_agent2", "16")
+    folder = None
+    try:
+        await peer.call(Customer(number="5553101", digit="1", prompt_wait=0.5, patience=60))
+        await peer.call(Customer(number="5553102", digit="2", prompt_wait=0.5, patience=60))
+        await engine.wait_for(lambda: engine.count_events("call.recording_started") == 2, 30, "both recorded")
+        await asyncio.sleep(1.0)
+        folder = Path(engine.events("call.recording_started")[0].data["path"]).parent
+        subprocess.run(["mount", "--bind", str(folder), str(folder)], check=True)
+        subprocess.run(["mount", "-o", "remount,bind,ro", str(folder)], check=True)
+        await engine.wait_for(lambda: engine.count_events("recording.failed") == 2, 5, "both failures seen")
+        await asyncio.sleep(3.0)  # the held call stays on hold while the folder refuses writes
+        assert engine.count_events("recording.resumed") == 0
+        subprocess.run(["umount", str(folder)], check=True)
+        folder = None
+        await engine.wait_for(lambda: engine.count_events("recording.resumed") == 1, 5, "the held call resumed")
+        await engine.wait_for(lambda: engine.count_events("call.recording_sealed") == 2, 40, "both sealed")
+    finally:
+        if folder is not None:
+            subprocess.run(["umount", str(folder)], check=False)
+        await peer.set_global("AGENT_TALK_agent1", "")
+        await peer.set_global("AGENT_TALK_agent2", "")
+
+    calls = {c.caller_number: c for c in engine.calls()}
+    ended, held = calls["5553101"], calls["5553102"]
+    failures = {e.call_id: e.data for e in engine.events("recording.failed")}
+    assert failures[ended.id]["policy"] == "end" and "Read-only" in failures[ended.id]["reason"]
+    assert failures[held.id]["policy"] == "hold"
+    assert ended.disposition == "failed" and ended.ended_by == "system"
+    assert (ended.ended_at - ended.bridged_at).total_seconds() < 15, "ended by the policy, not by the agent"
+    [resumed] = engine.events("recording.resumed")
+    assert resumed.call_id == held.id and resumed.data["held_seconds"] >= 3.0
+    assert held.disposition == "completed"
+    sealed = {e.call_id: e.data for e in engine.events("call.recording_sealed")}
+    vault = Vault(engine.settings.recording.vault_dir, create=False)
+    manifest = vault.manifest(sealed[held.id]["recording_id"]).manifest
+    assert [s.reason for s in manifest.segments] == ["start", "restart_after_failure"]
+    assert vault.verify() == []
     await asyncio.sleep(1)
     assert await pbx_channels(lab) == []

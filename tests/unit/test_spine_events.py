@@ -35,6 +35,8 @@ from ccengine.core.events import (
     EngineResynced,
     Event,
     Payload,
+    RecordingFailed,
+    RecordingResumed,
     RecordingTamperAttempt,
     json_schemas,
 )
@@ -50,6 +52,8 @@ SAMPLES: list[Payload] = [
     CallCallbackRequested(queue="general", position=4),
     CallRecordingSealed(recording_id="r1", chain_seq=3, plaintext_sha256="ab" * 32, segments=2),
     RecordingTamperAttempt(recording_id="r1", action="stopped", segment=1, gap_seconds=0.31),
+    RecordingFailed(recording_id="r1", reason="/var/recordings: Read-only file system", policy="hold"),
+    RecordingResumed(recording_id="r1", segment=2, held_seconds=4.2),
     CallVoicemailLeft(queue="cards", reason="overflow", path="/var/recordings/voicemail/m.wav",
                       duration_seconds=7.5),
     CallCallbackDialed(channel_id="1716.9"),

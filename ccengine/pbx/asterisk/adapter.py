@@ -224,6 +224,9 @@ class AsteriskAdapter:
     async def add_to_bridge(self, bridge_id: str, channel_ids: list[str]) -> None:
         await self.ari.request("POST", f"/bridges/{bridge_id}/addChannel", params={"channel": channel_ids})
 
+    async def remove_from_bridge(self, bridge_id: str, channel_ids: list[str]) -> None:
+        await self.ari.request("POST", f"/bridges/{bridge_id}/removeChannel", params={"channel": channel_ids})
+
     async def destroy_bridge(self, bridge_id: str) -> None:
         with contextlib.suppress(ChannelGone):
             await self.ari.request("DELETE", f"/bridges/{bridge_id}")
