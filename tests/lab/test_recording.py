@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import io
 import subprocess
+import sys
 import wave
 from pathlib import Path
 
 import pytest
 
+from ccengine.audit.chain import AuditTrail
 from ccengine.lab.traffic import Customer
 from ccengine.pbx.asterisk.ami import AmiClient
 from ccengine.recording.vault import Vault
@@ -83,6 +85,24 @@ async def test_outside_stop_and_mute_are_undone_and_the_recording_sealed(  # typ
         audio = wav.getnframes() / wav.getframerate()
     talk = (call.ended_at - call.bridged_at).total_seconds()
     assert abs(audio - talk) <= 1.5, (audio, talk)  # one timeline: the gap is kept as silence
+
+    # a supervisor listens on their phone (agent5's softphone stays on the line for 30 s)
+    await peer.set_global("AGENT_TALK_agent5", "30")
+    try:
+        played = await asyncio.to_thread(subprocess.run, [
+            sys.executable, "-m", "ccengine.cli.main", "-c", str(engine.config), "recordings", "play",
+            sealed.data["recording_id"], "--to", "PJSIP/agent5", "--actor", "supervisor1"],
+            capture_output=True, text=True, timeout=90)
+    finally:
+        await peer.set_global("AGENT_TALK_agent5", "")
+    assert played.returncode == 0, played.stdout + played.stderr
+    on_line = float(played.stdout.split("(")[1].split(" s on the line")[0])
+    assert audio - 1.0 <= on_line <= audio + 3.0, (on_line, audio)  # the whole recording, then hang-up
+    assert not list((engine.settings.paths.state_dir / "playback").iterdir()), "no plaintext left behind"
+    trail = AuditTrail.from_url(engine.settings.database.url, create=False)
+    [entry] = [e for e in trail.entries() if e.action == "recording.playback"]
+    assert entry.actor == "supervisor1" and entry.target == sealed.data["recording_id"]
+    assert entry.outcome == "success" and trail.verify() == []
     await asyncio.sleep(1)
     assert await pbx_channels(lab) == []
 
