@@ -29,6 +29,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
+
 from ..pbx.protocol import PbxAdapter, PbxError
 from .manifest import Segment
 
@@ -41,10 +43,20 @@ TamperCallback = Callable[[TamperAction, int, float], None]  # action, segment i
 @dataclass
 class CapturedSegment:
     index: int
-    path: Path
+    path: Path  # MixMonitor's mixed file; replaced by the two-channel file when the call ends
     started_at: datetime
-    reason: str = "start"  # start | restart_after_stop
+    reason: str = "start"  # start | restart_after_stop | restart_after_failure
     ended_at: datetime | None = None
+
+    @property
+    def caller_path(self) -> Path:
+        """What the customer said (audio read from the customer channel)."""
+        return self.path.with_name(f"{self.path.stem}.caller{self.path.suffix}")
+
+    @property
+    def agent_path(self) -> Path:
+        """What the customer heard: the agent (audio written to the customer channel)."""
+        return self.path.with_name(f"{self.path.stem}.agent{self.path.suffix}")
 
 
 class CallRecorder:
@@ -80,8 +92,11 @@ class CallRecorder:
 
     async def _start_segment(self, path: Path, reason: str) -> None:
         self._stopped.clear()
-        await self.pbx.start_recording(self.channel_id, str(path))
-        self.segments.append(CapturedSegment(len(self.segments), path, datetime.now(UTC), reason))
+        segment = CapturedSegment(len(self.segments), path, datetime.now(UTC), reason)
+        # each direction to its own file as well, so the sealed recording keeps caller and agent apart
+        await self.pbx.start_recording(self.channel_id, str(path),
+                                       f"r({segment.caller_path})t({segment.agent_path})")
+        self.segments.append(segment)
         self._last_size, self._last_growth = -1, time.monotonic()
 
     def _next_path(self) -> Path:
@@ -165,6 +180,7 @@ class CallRecorder:
         now = datetime.now(UTC)
         for segment in self.segments:
             segment.ended_at = segment.ended_at or now
+        await asyncio.to_thread(_split_channels, self.segments)
         if len(self.segments) > 1:
             await asyncio.to_thread(join_segments, self.path, self.segments)
         return self.path, [Segment(s.index, s.started_at, s.ended_at or now, s.reason) for s in self.segments]
@@ -196,6 +212,32 @@ class DirectoryProbe:
             problem = f"{directory}: {exc.strerror or exc}"
         self._seen[directory] = (now, problem)
         return problem
+
+
+def _split_channels(segments: list[CapturedSegment]) -> None:
+    """Replace each segment's mixed file by a two-channel one: left the caller,
+    right the agent (both directions were captured apart, so this is exact)."""
+    for segment in segments:
+        caller, agent = _read_wav(segment.caller_path), _read_wav(segment.agent_path)
+        if caller is None or agent is None:
+            continue  # not captured apart (e.g. adopted after an engine restart): keep the mix
+        if caller[0].sampwidth != 2 or agent[0].framerate != caller[0].framerate:
+            continue
+        left = np.frombuffer(caller[1], dtype="<i2")
+        right = np.frombuffer(agent[1], dtype="<i2")
+        frames = max(len(left), len(right))
+        stereo = np.zeros((frames, 2), dtype="<i2")
+        stereo[:len(left), 0] = left
+        stereo[:len(right), 1] = right
+        tmp = segment.path.with_name(segment.path.name + ".stereo")
+        with wave.open(str(tmp), "wb") as out:
+            out.setnchannels(2)
+            out.setsampwidth(2)
+            out.setframerate(caller[0].framerate)
+            out.writeframes(stereo.tobytes())
+        os.replace(tmp, segment.path)
+        segment.caller_path.unlink()
+        segment.agent_path.unlink()
 
 
 def _read_wav(path: Path) -> tuple[wave._wave_params, bytes] | None:

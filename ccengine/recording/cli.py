@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
+import numpy as np
 
 from .keyring import FileKeyRing, KeyRingError
 from .manifest import load_public_key
@@ -189,6 +190,7 @@ def play_cmd(ctx: click.Context, recording_id: str, endpoint: str, actor: str | 
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "wb") as out:
             vault.export(recording_id, out, masked=True)
+        mix_down(path)  # telephone playback is mono: caller and agent together
         seconds = asyncio.run(play_to_phone(settings, endpoint, path))
     except Exception as exc:
         outcome, error = "failure", f"{type(exc).__name__}: {exc}"
@@ -202,6 +204,22 @@ def play_cmd(ctx: click.Context, recording_id: str, endpoint: str, actor: str | 
                 actor, "recording.playback", recording_id, source="cli", outcome=outcome,
                 details={"to": endpoint, "error": error})
     click.echo(f"played {recording_id} to {endpoint} ({seconds:.1f} s on the line)")
+
+
+def mix_down(path: Path) -> None:
+    """Rewrite a two-channel 16-bit WAV as mono (the average of its channels), in place."""
+    with wave.open(str(path)) as wav:
+        params = wav.getparams()
+        frames = wav.readframes(wav.getnframes())
+    if params.nchannels == 1:
+        return
+    samples = np.frombuffer(frames, dtype="<i2").reshape(-1, params.nchannels).astype(np.int32)
+    mono = samples.mean(axis=1).astype("<i2")
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(params.framerate)
+        out.writeframes(mono.tobytes())
 
 
 async def play_to_phone(settings: Settings, endpoint: str, path: Path, ring_timeout: int = 30) -> float:

@@ -9,6 +9,7 @@ import wave
 from collections import defaultdict
 from pathlib import Path
 
+import numpy as np
 import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -68,7 +69,11 @@ async def test_call_end_to_end_is_stored_and_recorded(engine_factory, peer, lab)
     exported.seek(0)
     with wave.open(exported) as wav:
         audio_seconds = wav.getnframes() / wav.getframerate()
+        assert wav.getnchannels() == 2, "caller and agent are kept apart"
         frames = wav.readframes(wav.getnframes())
+    caller, agent = np.frombuffer(frames, dtype="<i2").reshape(-1, 2).T
+    assert np.abs(caller).max() > 0 and np.abs(agent).max() > 0, "each side holds its party's audio"
+    assert not np.array_equal(caller, agent)
     talk = (call.ended_at - call.bridged_at).total_seconds()
     assert abs(audio_seconds - talk) <= 1.0, (audio_seconds, talk)
     assert 3.0 <= talk <= 6.0
