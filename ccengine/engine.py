@@ -241,11 +241,16 @@ async def run_engine(settings: Settings, stop: asyncio.Event) -> None:
     pid.write_text(f"{os.getpid()}\n")
     control = await serve_control(make_control(engine.acd, settings.acd.not_ready_reasons, engine.reload_queues),
                                   socket_path(settings.paths.state_dir))
-    log.info("engine running (ARI app %s)", settings.pbx.ari.app)
+    from .api.server import start_for_engine
+
+    stop_api = await start_for_engine(engine, settings) if settings.api.enabled else None
+    log.info("engine running (ARI app %s, API on port %d)", settings.pbx.ari.app, settings.http_port)
     try:
         await stop.wait()
     finally:
         loop.remove_signal_handler(signal.SIGHUP)
         pid.unlink(missing_ok=True)
+        if stop_api is not None:
+            await stop_api()
         await control.cleanup()
         await engine.stop()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -205,8 +205,8 @@ PROJECTORS: dict[str, Projector] = {
 }
 
 
-def apply_events(engine: Engine, events: list[Event]) -> None:
-    """Append ``events`` to the log and project them, in one transaction.
+def apply_events(engine: Engine, events: list[Event]) -> list[int]:
+    """Append ``events`` to the log and project them, in one transaction; returns their ``seq``.
 
     The log and queue-log rows go in as two bulk inserts; only the projections use
     the ORM (rows of one batch stay in the session's identity map, so a call touched by
@@ -228,9 +228,11 @@ def apply_events(engine: Engine, events: list[Event]) -> None:
             if projector is not None:
                 projector(session, e)
         session.flush()
-        session.execute(insert(EventRow), log_rows)
+        seqs = list(session.scalars(insert(EventRow).returning(EventRow.seq, sort_by_parameter_order=True),
+                                    log_rows))
         if queue_rows:
             session.execute(insert(QueueLogRow), queue_rows)
+    return seqs
 
 
 class StoreWriter:
@@ -241,6 +243,8 @@ class StoreWriter:
         self._linger = linger
         self._task: asyncio.Task[None] | None = None
         self._idle = asyncio.Event()
+        # called after each commit with the stored events and their seq (the API stream's offsets)
+        self.committed: list[Callable[[list[tuple[int, Event]]], None]] = []
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="store-writer")
@@ -256,14 +260,24 @@ class StoreWriter:
             while len(events) < self._batch and not queue.empty():
                 events.append(queue.get_nowait())
             try:
-                await asyncio.to_thread(apply_events, self.engine, events)
+                self._notify(zip(await asyncio.to_thread(apply_events, self.engine, events), events, strict=True))
             except Exception:
                 log.exception("store write of %d events failed; retrying one by one", len(events))
                 for single in events:
                     try:
-                        await asyncio.to_thread(apply_events, self.engine, [single])
+                        self._notify(zip(await asyncio.to_thread(apply_events, self.engine, [single]), [single],
+                                         strict=True))
                     except Exception:
                         log.exception("event %s (%s) could not be stored", single.id, single.type)
+
+    def _notify(self, stored: Iterable[tuple[int, Event]]) -> None:
+        if self.committed:
+            batch = list(stored)
+            for listener in self.committed:
+                try:
+                    listener(batch)
+                except Exception:  # a listener must never make the writer store a batch twice
+                    log.exception("commit listener %r failed", listener)
 
     async def flush(self, within: float = 10.0) -> None:
         """Wait until everything published so far is on disk (TimeoutError after ``within`` s)."""

@@ -1,0 +1,173 @@
+"""The event stream: stored events fanned out to subscribers, resumable from any offset.
+
+Events reach the hub only after the store writer committed them, so the sequence number a
+client sees is the event's ``seq`` in the ``events`` table and a client that reconnects
+with ``after=<last seq>`` continues exactly where it stopped: the backlog comes from the
+table, then the live feed, with duplicates between the two removed by ``seq``.
+
+Each event is serialised once and the same text frame goes to every subscriber. A
+subscriber whose queue fills is cut off (told so) rather than slowing the others down; it
+resumes from its last offset.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
+
+from ..core.events import Event
+from ..store.schema import EventRow
+from .security import Principal
+
+
+@dataclass(frozen=True)
+class StreamItem:
+    seq: int
+    type: str
+    agent_id: str | None
+    queue: str | None
+    call_id: str | None
+    frame: str  # the JSON text sent to clients
+
+
+def frame(seq: int, event: dict[str, Any]) -> str:
+    return json.dumps({"seq": seq, **event}, separators=(",", ":"), default=str)
+
+
+def item_of(seq: int, event: Event) -> StreamItem:
+    body = event.model_dump(mode="json")
+    return StreamItem(seq, event.type, event.agent_id, event.queue, event.call_id, frame(seq, body))
+
+
+def item_of_row(row: EventRow) -> StreamItem:
+    occurred = row.occurred_at.isoformat() if row.occurred_at.tzinfo else row.occurred_at.isoformat() + "+00:00"
+    body = {"id": row.id, "type": row.type, "version": row.version, "occurred_at": occurred,
+            "call_id": row.call_id, "agent_id": row.agent_id, "queue": row.queue, "data": row.data}
+    return StreamItem(row.seq, row.type, row.agent_id, row.queue, row.call_id, frame(row.seq, body))
+
+
+@dataclass(frozen=True)
+class StreamFilter:
+    """What a client asked for (``types`` are exact types or ``family.*``), bounded by its role."""
+
+    principal: Principal
+    types: tuple[str, ...] = ()
+    queues: tuple[str, ...] = ()
+    agents: tuple[str, ...] = ()
+
+    def __call__(self, item: StreamItem) -> bool:
+        if not self.principal.may_see_event(item.type, item.agent_id):
+            return False
+        if self.types and not any(item.type == t or (t.endswith(".*") and item.type.startswith(t[:-1]))
+                                  for t in self.types):
+            return False
+        if self.queues and item.queue not in self.queues:
+            return False
+        return not self.agents or item.agent_id in self.agents
+
+
+class Lagged(Exception):
+    """The subscriber fell too far behind and was cut off; it should resume from its offset."""
+
+
+@dataclass(eq=False)
+class Subscriber:
+    accept: Callable[[StreamItem], bool]
+    queue: asyncio.Queue[StreamItem | None] = field(default_factory=lambda: asyncio.Queue(maxsize=10_000))
+    lagged: bool = False
+
+
+class EventHub:
+    def __init__(self, db: Engine, replay_batch: int = 1000):
+        self.db = db
+        self.replay_batch = replay_batch
+        self.last_seq = 0
+        self.published = 0
+        self._subscribers: set[Subscriber] = set()
+
+    @property
+    def subscribers(self) -> int:
+        return len(self._subscribers)
+
+    def on_commit(self, stored: list[tuple[int, Event]]) -> None:
+        """Store-writer listener: fan out what was just committed."""
+        self.publish(item_of(seq, event) for seq, event in stored)
+
+    def publish(self, items: Iterable[StreamItem]) -> None:
+        for item in items:
+            self.last_seq = max(self.last_seq, item.seq)
+            self.published += 1
+            for sub in list(self._subscribers):
+                if sub.lagged or not sub.accept(item):
+                    continue
+                try:
+                    sub.queue.put_nowait(item)
+                except asyncio.QueueFull:
+                    sub.lagged = True
+                    self._subscribers.discard(sub)
+
+    def _backlog(self, after: int, accept: Callable[[StreamItem], bool]) -> list[StreamItem]:
+        with Session(self.db) as session:
+            rows = session.scalars(select(EventRow).where(EventRow.seq > after).order_by(EventRow.seq)
+                                   .limit(self.replay_batch)).all()
+            items = [item_of_row(row) for row in rows]
+        if not items:
+            return []
+        kept = [item for item in items if accept(item)]
+        # keep the offset moving even when nothing in this page passes the filter
+        return kept if kept and kept[-1].seq == items[-1].seq else [*kept, _marker(items[-1].seq)]
+
+    async def stream(self, accept: Callable[[StreamItem], bool], after: int | None = None
+                     ) -> AsyncIterator[StreamItem]:
+        """Backlog after ``after`` (None: live only), then live events; raises ``Lagged``."""
+        sub = Subscriber(accept)
+        self._subscribers.add(sub)  # before reading the table: nothing committed meanwhile is missed
+        try:
+            last = self.last_seq if after is None else after
+            if after is not None:
+                while True:
+                    page = await asyncio.to_thread(self._backlog, last, accept)
+                    if not page:
+                        break
+                    for item in page:
+                        last = item.seq
+                        if item.frame:
+                            yield item
+            while True:
+                if sub.lagged and sub.queue.empty():
+                    raise Lagged(f"subscriber fell behind; resume after {last}")
+                got = await sub.queue.get()
+                if got is None:
+                    return
+                if got.seq > last:
+                    last = got.seq
+                    yield got
+        finally:
+            self._subscribers.discard(sub)
+
+    def close(self) -> None:
+        for sub in list(self._subscribers):
+            try:
+                sub.queue.put_nowait(None)
+            except asyncio.QueueFull:
+                sub.lagged = True
+        self._subscribers.clear()
+
+
+def _marker(seq: int) -> StreamItem:
+    """An offset-only item: advances the cursor, never sent."""
+    return StreamItem(seq, "", None, None, None, "")
+
+
+def parse_filter(principal: Principal, query: dict[str, str] | Any) -> StreamFilter:
+    def split(name: str) -> tuple[str, ...]:
+        return tuple(p for v in query.getall(name, []) for p in v.split(",") if p) if hasattr(query, "getall") \
+            else tuple(p for p in str(query.get(name, "")).split(",") if p)
+
+    return StreamFilter(principal, split("type"), split("queue"), split("agent"))
