@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from . import events_http, rest
+from . import events_http, ops, rest
 from .app import Route, make_app
 from .context import ApiContext
 from .stream import EventHub
@@ -20,11 +20,13 @@ if TYPE_CHECKING:
 
 
 def routes() -> list[Route]:
-    return [*rest.ROUTES, *events_http.ROUTES]
+    return [*rest.ROUTES, *events_http.ROUTES, *ops.ROUTES]
 
 
 def build(ctx: ApiContext) -> web.Application:
-    return make_app(ctx, routes())
+    app = make_app(ctx, routes())
+    ops.install(app, ctx)
+    return app
 
 
 async def serve(ctx: ApiContext, port: int, state_dir: Path) -> web.AppRunner:
