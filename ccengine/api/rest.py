@@ -199,8 +199,8 @@ async def agent_state(request: web.Request) -> web.Response:
 def _call_json(call: CallRow) -> dict[str, Any]:
     return {"id": call.id, "caller_number": call.caller_number, "dialed": call.dialed, "state": call.state,
             "queue": call.queue, "agent_id": call.agent_id, "disposition": call.disposition,
-            "offered_at": _iso(call.offered_at), "answered_at": _iso(call.answered_at),
-            "ended_at": _iso(call.ended_at)}
+            "offered_at": _iso(call.offered_at), "queued_at": _iso(call.queued_at),
+            "answered_at": _iso(call.answered_at), "ended_at": _iso(call.ended_at)}
 
 
 def _limit(request: web.Request, default: int = 100, most: int = 1000) -> int:

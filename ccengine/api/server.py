@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from . import events_http, ops, rest
+from . import events_http, ops, rest, wallboard
 from .app import Route, make_app
 from .context import ApiContext
 from .stream import EventHub
@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
 
 def routes() -> list[Route]:
-    return [*rest.ROUTES, *events_http.ROUTES, *ops.ROUTES]
+    return [*rest.ROUTES, *events_http.ROUTES, *ops.ROUTES, *wallboard.ROUTES]
 
 
 def build(ctx: ApiContext) -> web.Application:
