@@ -146,11 +146,12 @@ def events_tail(ctx: click.Context, token: str, filters: tuple[str, ...], after:
                     async for msg in ws:
                         if msg.type != aiohttp.WSMsgType.TEXT:
                             break
-                        click.echo(msg.data)
-                        last = json.loads(msg.data)["seq"]
-                        seen += 1
-                        if count is not None and seen >= count:
-                            return
+                        for line in msg.data.split("\n"):
+                            click.echo(line)
+                            last = json.loads(line)["seq"]
+                            seen += 1
+                            if count is not None and seen >= count:
+                                return
             except aiohttp.WSServerHandshakeError as exc:
                 click.echo(f"error: {exc.status} {exc.message}", err=True)
                 sys.exit(1)

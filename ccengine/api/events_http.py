@@ -1,6 +1,7 @@
 """The event stream over HTTP: Server-Sent Events and WebSocket, plus the published schemas.
 
-Both carry the same JSON frames ``{"seq": n, <envelope>}``; ``after=n`` (or SSE's
+Both carry the same JSON objects ``{"seq": n, <envelope>}`` (a WebSocket message holds one
+or more of them, one per line); ``after=n`` (or SSE's
 ``Last-Event-ID``) resumes after offset n; ``type``, ``queue``, ``agent`` filter (comma
 lists, ``call.*`` for a family); the caller's role bounds what passes.
 """
@@ -41,24 +42,25 @@ async def sse(request: web.Request) -> web.StreamResponse:
     response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
                                            "X-Accel-Buffering": "no"})
     await response.prepare(request)
-    items = ctx.hub.stream(accept, after).__aiter__()
+    batches = ctx.hub.batches(accept, after).__aiter__()
     try:
         while True:
             try:
-                item = await asyncio.wait_for(items.__anext__(), KEEPALIVE_SECONDS)
+                batch = await asyncio.wait_for(batches.__anext__(), KEEPALIVE_SECONDS)
             except TimeoutError:
                 await response.write(b": keep-alive\n\n")
                 continue
             except StopAsyncIteration:
                 break
-            await response.write(f"id: {item.seq}\nevent: {item.type}\ndata: {item.frame}\n\n".encode())
+            await response.write("".join(f"id: {item.seq}\nevent: {item.type}\ndata: {item.frame}\n\n"
+                                         for item in batch).encode())
     except Lagged as exc:
         await response.write(f"event: lagged\ndata: {exc}\n\n".encode())
     except (ConnectionResetError, asyncio.CancelledError):
         pass
     finally:
         with contextlib.suppress(Exception):
-            await items.aclose()  # type: ignore[attr-defined]
+            await batches.aclose()  # type: ignore[attr-defined]
     return response
 
 
@@ -71,8 +73,8 @@ async def websocket(request: web.Request) -> web.StreamResponse:
 
     async def pump() -> None:
         try:
-            async for item in ctx.hub.stream(accept, after):
-                await ws.send_str(item.frame)
+            async for batch in ctx.hub.batches(accept, after):
+                await ws.send_str("\n".join(item.frame for item in batch))
         except Lagged as exc:
             await ws.close(code=4008, message=str(exc)[:120].encode())
         except ConnectionResetError:

@@ -5,7 +5,9 @@ client sees is the event's ``seq`` in the ``events`` table and a client that rec
 with ``after=<last seq>`` continues exactly where it stopped: the backlog comes from the
 table, then the live feed, with duplicates between the two removed by ``seq``.
 
-Each event is serialised once and the same text frame goes to every subscriber. A
+Each event is serialised once and the same text goes to every subscriber; what is waiting
+for a subscriber leaves in one write (a WebSocket message carries one or more events, one
+JSON object per line). A
 subscriber whose queue fills is cut off (told so) rather than slowing the others down; it
 resumes from its last offset.
 """
@@ -15,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator, Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Engine, select
@@ -79,14 +81,15 @@ class Lagged(Exception):
 @dataclass(eq=False)
 class Subscriber:
     accept: Callable[[StreamItem], bool]
-    queue: asyncio.Queue[StreamItem | None] = field(default_factory=lambda: asyncio.Queue(maxsize=10_000))
+    queue: asyncio.Queue[StreamItem | None]
     lagged: bool = False
 
 
 class EventHub:
-    def __init__(self, db: Engine, replay_batch: int = 1000):
+    def __init__(self, db: Engine, replay_batch: int = 1000, subscriber_queue: int = 20_000):
         self.db = db
         self.replay_batch = replay_batch
+        self.subscriber_queue = subscriber_queue
         self.last_seq = 0
         self.published = 0
         self._subscribers: set[Subscriber] = set()
@@ -123,10 +126,11 @@ class EventHub:
         # keep the offset moving even when nothing in this page passes the filter
         return kept if kept and kept[-1].seq == items[-1].seq else [*kept, _marker(items[-1].seq)]
 
-    async def stream(self, accept: Callable[[StreamItem], bool], after: int | None = None
-                     ) -> AsyncIterator[StreamItem]:
-        """Backlog after ``after`` (None: live only), then live events; raises ``Lagged``."""
-        sub = Subscriber(accept)
+    async def batches(self, accept: Callable[[StreamItem], bool], after: int | None = None, most: int = 1000
+                      ) -> AsyncIterator[list[StreamItem]]:
+        """Backlog after ``after`` (None: live only), then live events, in order and in batches of
+        what is already waiting (one network write per batch); raises ``Lagged``."""
+        sub = Subscriber(accept, asyncio.Queue(maxsize=self.subscriber_queue))
         self._subscribers.add(sub)  # before reading the table: nothing committed meanwhile is missed
         try:
             last = self.last_seq if after is None else after
@@ -135,21 +139,37 @@ class EventHub:
                     page = await asyncio.to_thread(self._backlog, last, accept)
                     if not page:
                         break
-                    for item in page:
-                        last = item.seq
-                        if item.frame:
-                            yield item
+                    last = page[-1].seq
+                    if sendable := [item for item in page if item.frame]:
+                        yield sendable
+            queue = sub.queue
             while True:
-                if sub.lagged and sub.queue.empty():
+                if sub.lagged and queue.empty():
                     raise Lagged(f"subscriber fell behind; resume after {last}")
-                got = await sub.queue.get()
-                if got is None:
-                    return
-                if got.seq > last:
-                    last = got.seq
-                    yield got
+                batch: list[StreamItem] = []
+                got = await queue.get()
+                while True:
+                    if got is None:
+                        if batch:
+                            yield batch
+                        return
+                    if got.seq > last:
+                        last = got.seq
+                        batch.append(got)
+                    if len(batch) >= most or queue.empty():
+                        break
+                    got = queue.get_nowait()
+                if batch:
+                    yield batch
         finally:
             self._subscribers.discard(sub)
+
+    async def stream(self, accept: Callable[[StreamItem], bool], after: int | None = None
+                     ) -> AsyncIterator[StreamItem]:
+        """``batches`` one item at a time."""
+        async for batch in self.batches(accept, after):
+            for item in batch:
+                yield item
 
     def close(self) -> None:
         for sub in list(self._subscribers):

@@ -114,7 +114,7 @@ function connect() {
     "&access_token=" + encodeURIComponent(token));
   const link = document.getElementById("link");
   ws.onopen = () => { link.textContent = "live"; link.className = "up"; };
-  ws.onmessage = (msg) => { apply(JSON.parse(msg.data)); render(); };
+  ws.onmessage = (msg) => { for (const line of msg.data.split("\n")) apply(JSON.parse(line)); render(); };
   ws.onclose = () => { link.textContent = "reconnecting"; link.className = "down"; setTimeout(connect, 1000); };
 }
 
