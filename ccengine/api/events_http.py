@@ -74,7 +74,7 @@ async def websocket(request: web.Request) -> web.StreamResponse:
     async def pump() -> None:
         try:
             async for batch in ctx.hub.batches(accept, after):
-                await ws.send_str("\n".join(item.frame for item in batch))
+                await ws.send_str(batch.text)
         except Lagged as exc:
             await ws.close(code=4008, message=str(exc)[:120].encode())
         except ConnectionResetError:

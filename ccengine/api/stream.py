@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -78,10 +78,25 @@ class Lagged(Exception):
     """The subscriber fell too far behind and was cut off; it should resume from its offset."""
 
 
+class Batch(list[StreamItem]):
+    """Items committed together that passed one filter; shared by every subscriber with that
+    filter, so their wire text is built once."""
+
+    _text: str | None = None
+
+    @property
+    def text(self) -> str:
+        if self._text is None:
+            self._text = "\n".join(item.frame for item in self)
+        return self._text
+
+
 @dataclass(eq=False)
 class Subscriber:
-    accept: Callable[[StreamItem], bool]
-    queue: asyncio.Queue[StreamItem | None]
+    accept: Callable[[StreamItem], bool]  # hashable: subscribers with equal filters share batches
+    queue: asyncio.Queue[Batch | None]
+    limit: int
+    pending: int = 0
     lagged: bool = False
 
 
@@ -89,7 +104,7 @@ class EventHub:
     def __init__(self, db: Engine, replay_batch: int = 1000, subscriber_queue: int = 20_000):
         self.db = db
         self.replay_batch = replay_batch
-        self.subscriber_queue = subscriber_queue
+        self.subscriber_queue = subscriber_queue  # events a subscriber may have waiting before it is cut off
         self.last_seq = 0
         self.published = 0
         self._subscribers: set[Subscriber] = set()
@@ -100,20 +115,28 @@ class EventHub:
 
     def on_commit(self, stored: list[tuple[int, Event]]) -> None:
         """Store-writer listener: fan out what was just committed."""
-        self.publish(item_of(seq, event) for seq, event in stored)
+        self.publish([item_of(seq, event) for seq, event in stored])
 
-    def publish(self, items: Iterable[StreamItem]) -> None:
-        for item in items:
-            self.last_seq = max(self.last_seq, item.seq)
-            self.published += 1
-            for sub in list(self._subscribers):
-                if sub.lagged or not sub.accept(item):
-                    continue
-                try:
-                    sub.queue.put_nowait(item)
-                except asyncio.QueueFull:
-                    sub.lagged = True
-                    self._subscribers.discard(sub)
+    def publish(self, items: list[StreamItem]) -> None:
+        """Filter once per distinct filter, queue the shared batch for each subscriber."""
+        if not items:
+            return
+        self.last_seq = max(self.last_seq, items[-1].seq)
+        self.published += len(items)
+        shared: dict[Callable[[StreamItem], bool], Batch] = {}
+        for sub in list(self._subscribers):
+            batch = shared.get(sub.accept)
+            if batch is None:
+                batch = shared[sub.accept] = Batch(item for item in items if sub.accept(item))
+            if not batch:
+                continue
+            if sub.pending + len(batch) > sub.limit:
+                sub.lagged = True
+                self._subscribers.discard(sub)
+                sub.queue.put_nowait(None)  # wakes the reader, which ends after what it has
+                continue
+            sub.pending += len(batch)
+            sub.queue.put_nowait(batch)
 
     def _backlog(self, after: int, accept: Callable[[StreamItem], bool]) -> list[StreamItem]:
         with Session(self.db) as session:
@@ -126,11 +149,11 @@ class EventHub:
         # keep the offset moving even when nothing in this page passes the filter
         return kept if kept and kept[-1].seq == items[-1].seq else [*kept, _marker(items[-1].seq)]
 
-    async def batches(self, accept: Callable[[StreamItem], bool], after: int | None = None, most: int = 1000
-                      ) -> AsyncIterator[list[StreamItem]]:
+    async def batches(self, accept: Callable[[StreamItem], bool], after: int | None = None, most: int = 5000
+                      ) -> AsyncIterator[Batch]:
         """Backlog after ``after`` (None: live only), then live events, in order and in batches of
         what is already waiting (one network write per batch); raises ``Lagged``."""
-        sub = Subscriber(accept, asyncio.Queue(maxsize=self.subscriber_queue))
+        sub = Subscriber(accept, asyncio.Queue(), self.subscriber_queue)
         self._subscribers.add(sub)  # before reading the table: nothing committed meanwhile is missed
         try:
             last = self.last_seq if after is None else after
@@ -140,27 +163,30 @@ class EventHub:
                     if not page:
                         break
                     last = page[-1].seq
-                    if sendable := [item for item in page if item.frame]:
+                    if sendable := Batch(item for item in page if item.frame):
                         yield sendable
             queue = sub.queue
-            while True:
-                if sub.lagged and queue.empty():
-                    raise Lagged(f"subscriber fell behind; resume after {last}")
-                batch: list[StreamItem] = []
+            ended = False
+            while not ended:
                 got = await queue.get()
-                while True:
-                    if got is None:
-                        if batch:
-                            yield batch
-                        return
-                    if got.seq > last:
-                        last = got.seq
-                        batch.append(got)
-                    if len(batch) >= most or queue.empty():
+                if got is None:
+                    break
+                sub.pending -= len(got)
+                if got[0].seq <= last:  # already sent from the table
+                    got = Batch(item for item in got if item.seq > last)
+                merged = got
+                while len(merged) < most and not queue.empty():
+                    more = queue.get_nowait()
+                    if more is None:
+                        ended = True
                         break
-                    got = queue.get_nowait()
-                if batch:
-                    yield batch
+                    sub.pending -= len(more)
+                    merged = Batch([*merged, *more])
+                if merged:
+                    last = merged[-1].seq
+                    yield merged
+            if sub.lagged:
+                raise Lagged(f"subscriber fell behind; resume after {last}")
         finally:
             self._subscribers.discard(sub)
 
@@ -173,10 +199,7 @@ class EventHub:
 
     def close(self) -> None:
         for sub in list(self._subscribers):
-            try:
-                sub.queue.put_nowait(None)
-            except asyncio.QueueFull:
-                sub.lagged = True
+            sub.queue.put_nowait(None)
         self._subscribers.clear()
 
 

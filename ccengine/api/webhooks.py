@@ -13,6 +13,7 @@ import hashlib
 import hmac
 import logging
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -49,6 +50,14 @@ def accepts(types: list[str], item: StreamItem) -> bool:
     return any(item.type == t or (t.endswith(".*") and item.type.startswith(t[:-1])) for t in types)
 
 
+@dataclass(frozen=True)
+class _TypeFilter:
+    types: tuple[str, ...]
+
+    def __call__(self, item: StreamItem) -> bool:
+        return accepts(list(self.types), item)
+
+
 class WebhookDispatcher:
     def __init__(self, ctx: ApiContext):
         self.ctx = ctx
@@ -82,7 +91,7 @@ class WebhookDispatcher:
         types: list[str] = hook["event_types"]
         while True:
             try:
-                async for item in self.hub.stream(lambda i: accepts(types, i)):
+                async for item in self.hub.stream(_TypeFilter(tuple(types))):
                     await self.deliver(hook, item)
             except asyncio.CancelledError:
                 raise

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import Engine, insert, update
+from sqlalchemy import Engine, insert, select, update
 from sqlalchemy.orm import Session
 
 from ..core.bus import EventBus, Subscription
@@ -158,7 +158,7 @@ class _QueueLine:
 def queue_log_entry(session: Session, e: Event) -> dict[str, object] | None:
     """The queue-log line an event stands for, if any (verbs follow Asterisk's queue_log)."""
     d = e.data
-    call = _call(session, e)
+    call = _call(session, e) if e.type in ("call.queued", "call.ended") else None  # only they read the call
     row = _QueueLine(at=e.occurred_at, call_id=e.call_id, queue=e.queue, agent_id=e.agent_id)
     if e.type == "call.queued":
         row.verb = "ENTERQUEUE" if call is None or call.queued_at is None else "REQUEUE"
@@ -228,8 +228,11 @@ def apply_events(engine: Engine, events: list[Event]) -> list[int]:
             if projector is not None:
                 projector(session, e)
         session.flush()
-        seqs = list(session.scalars(insert(EventRow).returning(EventRow.seq, sort_by_parameter_order=True),
-                                    log_rows))
+        session.execute(insert(EventRow), log_rows)
+        # one indexed read for the seqs (ordered RETURNING makes SQLite insert row by row)
+        found = session.execute(select(EventRow.id, EventRow.seq).where(EventRow.id.in_([r["id"] for r in log_rows])))
+        seq_of: dict[str, int] = {event_id: seq for event_id, seq in found}
+        seqs = [seq_of[str(row["id"])] for row in log_rows]
         if queue_rows:
             session.execute(insert(QueueLogRow), queue_rows)
     return seqs
@@ -256,7 +259,8 @@ class StoreWriter:
                 self._idle.set()
             events = [await queue.get()]
             self._idle.clear()
-            await asyncio.sleep(self._linger)  # let a call's burst of events share one transaction
+            if queue.qsize() < self._batch:  # under a backlog a full batch is ready: no reason to wait
+                await asyncio.sleep(self._linger)  # let a call's burst of events share one transaction
             while len(events) < self._batch and not queue.empty():
                 events.append(queue.get_nowait())
             try:
