@@ -45,7 +45,7 @@ class UserBody(_Body):
 
 class TokenBody(_Body):
     name: str = Field("api", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
-    ttl_seconds: float | None = Field(None, gt=0)
+    ttl_seconds: float | None = Field(None, gt=0, le=10 * 365 * 86400)
 
 
 class AgentStateBody(_Body):
