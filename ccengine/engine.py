@@ -22,6 +22,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ari_apps.inbound import InboundApp
+from ari_apps.supervision import Supervision
 
 from .acd.definitions import load_queue_config
 from .acd.service import Acd
@@ -74,6 +75,7 @@ class Engine:
                        rona_pause=settings.acd.rona_pause)
         self._check_menu()
         self.app: InboundApp | None = None
+        self.supervision = Supervision(self.pbx, settings.pbx.agent_dial)
         self._dispatcher: asyncio.Task[None] | None = None
         self._ticker: asyncio.Task[None] | None = None
         self._first_sync = asyncio.Event()
@@ -152,12 +154,16 @@ class Engine:
         assert app is not None
         if isinstance(event, ChannelEntered):
             role = event.channel.app_args[0] if event.channel.app_args else "inbound"
-            if role == "agent":
+            if role in ("snoop", "supervisor"):
+                self.supervision.on_entered(event.channel, role)
+            elif role == "agent":
                 app.on_agent_answered(event.channel)
             elif role == "callback":
                 app.on_callback_answered(event.channel)
             else:
                 app.on_customer(event.channel)
+        elif isinstance(event, ChannelHungUp | ChannelLeft) and self.supervision.owns(event.channel_id):
+            self.supervision.on_hangup(event.channel_id)
         elif isinstance(event, ChannelHungUp):
             app.on_hangup(event.channel_id, event.cause_text)
         elif isinstance(event, ChannelLeft):

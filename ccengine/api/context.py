@@ -10,6 +10,9 @@ from typing import Any
 from aiohttp import web
 from sqlalchemy import Engine
 
+from ari_apps.inbound import CallSession
+from ari_apps.supervision import Supervision
+
 from ..acd.service import Acd
 from ..audit.chain import AuditTrail
 from ..pbx.protocol import PbxAdapter
@@ -37,7 +40,8 @@ class ApiContext:
     acd: Acd | None = None
     pbx: PbxAdapter | None = None
     reasons: tuple[str, ...] = ("break",)
-    channel_of: Callable[[str], str | None] | None = None  # call id → customer channel, when the engine runs
+    supervision: Supervision | None = None  # listen / whisper / barge, when the engine runs
+    live_call: Callable[[str], CallSession | None] | None = None  # call id → the engine's live call
     users: UserStore = field(init=False)
     audit: AuditTrail = field(init=False)
     limiter: RateLimiter = field(init=False)

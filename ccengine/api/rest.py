@@ -12,6 +12,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from ari_apps.supervision import SupervisionError
+
 from ..acd.router import RoutingError
 from ..acd.stats import live_state, queue_stats
 from ..pbx.protocol import PbxError
@@ -51,6 +53,11 @@ class TokenBody(_Body):
 class AgentStateBody(_Body):
     state: Literal["login", "logout", "ready", "not_ready"]
     reason: str = Field("", max_length=64)
+
+
+class MonitorBody(_Body):
+    mode: Literal["listen", "whisper", "barge"]
+    phone: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,32}$", description="the supervisor's phone (dial-plan id)")
 
 
 class HangupBody(_Body):
@@ -281,6 +288,30 @@ async def call_hangup(request: web.Request) -> web.Response:
     return web.json_response({"call_id": call_id, "hung_up": channel})
 
 
+async def call_monitor(request: web.Request) -> web.Response:
+    ctx, who = _ctx(request), principal(request)
+    call_id = request.match_info["call_id"]
+    data = await body(request, MonitorBody)
+    if who.role == "qa" and data.mode != "listen":
+        raise error(403, "quality analysts may listen, not whisper or barge")
+    if ctx.supervision is None or ctx.live_call is None:
+        raise error(503, "no PBX connected")
+    call = ctx.live_call(call_id)
+    if call is None or call.state != "talking":
+        raise error(409, f"call {call_id} is not a live call with an agent")
+    try:
+        session = await ctx.supervision.start(call_id=call_id, customer=call.customer, agent_channel=call.agent_channel,
+                                              call_bridge=call.bridge_id, mode=data.mode, phone=data.phone,
+                                              supervisor=who.username)
+    except (SupervisionError, PbxError) as exc:
+        await ctx.record(who, f"call.{data.mode}", call_id, request=request, outcome="error",
+                         details={"error": str(exc)})
+        raise error(409, str(exc)) from None
+    await ctx.record(who, f"call.{data.mode}", call_id, request=request,
+                     details={"phone": data.phone, "session": session.id, "agent": call.agent_id})
+    return web.json_response({"session": session.id, "call_id": call_id, "mode": data.mode}, status=201)
+
+
 async def recordings(request: web.Request) -> web.Response:
     ctx = _ctx(request)
     limit = _limit(request)
@@ -352,6 +383,8 @@ ROUTES = [
     Route("GET", "/api/v1/calls/{call_id}", call_detail, CALL_READERS, "one call with legs and events"),
     Route("POST", "/api/v1/calls/{call_id}/hangup", call_hangup, ("supervisor", "admin"), "hang up a call",
           HangupBody),
+    Route("POST", "/api/v1/calls/{call_id}/monitor", call_monitor, ("supervisor", "qa"),
+          "listen, whisper (agent only hears) or barge into a live call from the supervisor's phone", MonitorBody),
     Route("GET", "/api/v1/recordings", recordings, ("supervisor", "qa", "compliance", "auditor"), "recordings"),
     Route("GET", "/api/v1/campaigns", campaigns, ("supervisor", "admin", "auditor"), "outbound campaigns"),
     Route("GET", "/api/v1/reports/kpis", report_kpis, ("supervisor", "qa", "admin", "auditor"), "call KPIs"),

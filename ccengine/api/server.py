@@ -15,6 +15,8 @@ from .stream import EventHub
 from .tls import lab_certificate, server_context
 
 if TYPE_CHECKING:
+    from ari_apps.inbound import CallSession
+
     from ..config import Settings
     from ..engine import Engine
 
@@ -61,8 +63,12 @@ async def start_for_engine(engine: Engine, settings: Settings) -> Callable[[], A
     import asyncio
 
     hub = EventHub(engine.db)
+    def live_call(call_id: str) -> CallSession | None:
+        app = engine.app
+        return next((c for c in app.by_channel.values() if c.id == call_id), None) if app else None
+
     ctx = ApiContext(settings.api, engine.db, hub, acd=engine.acd, pbx=engine.pbx,
-                     reasons=settings.acd.not_ready_reasons)
+                     reasons=settings.acd.not_ready_reasons, supervision=engine.supervision, live_call=live_call)
     hub.last_seq = await asyncio.to_thread(last_seq, ctx)
     engine.writer.committed.append(hub.on_commit)
     runner = await serve(ctx, settings.http_port, settings.paths.state_dir)
