@@ -11,6 +11,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from .api.settings import ApiSettings
 from .yamlconf import load_model
 
 Port = Annotated[int, Field(ge=1, le=65535)]
@@ -128,6 +129,7 @@ class Settings(_Strict):
     acd: AcdSettings = AcdSettings()
     recording: RecordingSettings = RecordingSettings()
     http_port: Port = 8080
+    api: ApiSettings = ApiSettings()
 
     def resolved(self, base: Path) -> Settings:
         """Return a copy whose relative paths and SQLite URL are anchored at ``base``."""

@@ -22,6 +22,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ari_apps.inbound import InboundApp
+from ari_apps.supervision import Supervision
 
 from .acd.definitions import load_queue_config
 from .acd.service import Acd
@@ -79,6 +80,7 @@ class Engine:
                        rona_pause=settings.acd.rona_pause)
         self._check_menu()
         self.app: InboundApp | None = None
+        self.supervision = Supervision(self.pbx, settings.pbx.agent_dial)
         self._dispatcher: asyncio.Task[None] | None = None
         self._ticker: asyncio.Task[None] | None = None
         self._first_sync = asyncio.Event()
@@ -160,12 +162,16 @@ class Engine:
         assert app is not None
         if isinstance(event, ChannelEntered):
             role = event.channel.app_args[0] if event.channel.app_args else "inbound"
-            if role == "agent":
+            if role in ("snoop", "supervisor"):
+                self.supervision.on_entered(event.channel, role)
+            elif role == "agent":
                 app.on_agent_answered(event.channel)
             elif role == "callback":
                 app.on_callback_answered(event.channel)
             else:
                 app.on_customer(event.channel)
+        elif isinstance(event, ChannelHungUp | ChannelLeft) and self.supervision.owns(event.channel_id):
+            self.supervision.on_hangup(event.channel_id)
         elif isinstance(event, ChannelHungUp):
             app.on_hangup(event.channel_id, event.cause_text)
         elif isinstance(event, ChannelLeft):
@@ -249,11 +255,16 @@ async def run_engine(settings: Settings, stop: asyncio.Event) -> None:
     pid.write_text(f"{os.getpid()}\n")
     control = await serve_control(make_control(engine.acd, settings.acd.not_ready_reasons, engine.reload_queues),
                                   socket_path(settings.paths.state_dir))
-    log.info("engine running (ARI app %s)", settings.pbx.ari.app)
+    from .api.server import start_for_engine
+
+    stop_api = await start_for_engine(engine, settings) if settings.api.enabled else None
+    log.info("engine running (ARI app %s, API on port %d)", settings.pbx.ari.app, settings.http_port)
     try:
         await stop.wait()
     finally:
         loop.remove_signal_handler(signal.SIGHUP)
         pid.unlink(missing_ok=True)
+        if stop_api is not None:
+            await stop_api()
         await control.cleanup()
         await engine.stop()

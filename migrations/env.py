@@ -2,6 +2,7 @@
 
 from alembic import context
 
+import ccengine.api.tables  # registers the API tables on Base
 import ccengine.dialer.schema  # noqa: F401  (registers the dialer tables on Base)
 from ccengine.store.database import make_engine
 from ccengine.store.schema import Base

@@ -392,6 +392,11 @@ def _register_domain_groups() -> None:
 
     for group in (queues, dialer, campaign, recordings, audit):
         main.add_command(group)
+    from ..api.cli import events_tail, tokens, users
+
+    main.add_command(users)
+    main.add_command(tokens)
+    events.add_command(events_tail)
 
 
 _register_domain_groups()

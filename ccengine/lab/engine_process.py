@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -25,9 +26,16 @@ def write_engine_config(workdir: Path, *, queues: Path, flow: dict[str, Any] | N
     settings["acd"]["queues"] = str(queues)
     settings["acd"].update(acd or {})
     settings["flow"].update(flow or {})
+    settings["http_port"] = _free_port()  # the API: engines of parallel runs must not share a port
     path = workdir / "ccengine.yaml"
     path.write_text(yaml.safe_dump(settings))
     return path
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def spawn_engine(config: Path, log: Path) -> subprocess.Popen[bytes]:

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import Engine, insert, update
+from sqlalchemy import Engine, insert, select, update
 from sqlalchemy.orm import Session
 
 from ..core.bus import EventBus, Subscription
@@ -158,7 +158,7 @@ class _QueueLine:
 def queue_log_entry(session: Session, e: Event) -> dict[str, object] | None:
     """The queue-log line an event stands for, if any (verbs follow Asterisk's queue_log)."""
     d = e.data
-    call = _call(session, e)
+    call = _call(session, e) if e.type in ("call.queued", "call.ended") else None  # only they read the call
     row = _QueueLine(at=e.occurred_at, call_id=e.call_id, queue=e.queue, agent_id=e.agent_id)
     if e.type == "call.queued":
         row.verb = "ENTERQUEUE" if call is None or call.queued_at is None else "REQUEUE"
@@ -207,8 +207,8 @@ PROJECTORS: dict[str, Projector] = {
 }
 
 
-def apply_events(engine: Engine, events: list[Event]) -> None:
-    """Append ``events`` to the log and project them, in one transaction.
+def apply_events(engine: Engine, events: list[Event]) -> list[int]:
+    """Append ``events`` to the log and project them, in one transaction; returns their ``seq``.
 
     The log and queue-log rows go in as two bulk inserts; only the projections use
     the ORM (rows of one batch stay in the session's identity map, so a call touched by
@@ -231,8 +231,13 @@ def apply_events(engine: Engine, events: list[Event]) -> None:
                 projector(session, e)
         session.flush()
         session.execute(insert(EventRow), log_rows)
+        # one indexed read for the seqs (ordered RETURNING makes SQLite insert row by row)
+        found = session.execute(select(EventRow.id, EventRow.seq).where(EventRow.id.in_([r["id"] for r in log_rows])))
+        seq_of: dict[str, int] = {event_id: seq for event_id, seq in found}
+        seqs = [seq_of[str(row["id"])] for row in log_rows]
         if queue_rows:
             session.execute(insert(QueueLogRow), queue_rows)
+    return seqs
 
 
 class StoreWriter:
@@ -243,6 +248,8 @@ class StoreWriter:
         self._linger = linger
         self._task: asyncio.Task[None] | None = None
         self._idle = asyncio.Event()
+        # called after each commit with the stored events and their seq (the API stream's offsets)
+        self.committed: list[Callable[[list[tuple[int, Event]]], None]] = []
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="store-writer")
@@ -254,18 +261,29 @@ class StoreWriter:
                 self._idle.set()
             events = [await queue.get()]
             self._idle.clear()
-            await asyncio.sleep(self._linger)  # let a call's burst of events share one transaction
+            if queue.qsize() < self._batch:  # under a backlog a full batch is ready: no reason to wait
+                await asyncio.sleep(self._linger)  # let a call's burst of events share one transaction
             while len(events) < self._batch and not queue.empty():
                 events.append(queue.get_nowait())
             try:
-                await asyncio.to_thread(apply_events, self.engine, events)
+                self._notify(zip(await asyncio.to_thread(apply_events, self.engine, events), events, strict=True))
             except Exception:
                 log.exception("store write of %d events failed; retrying one by one", len(events))
                 for single in events:
                     try:
-                        await asyncio.to_thread(apply_events, self.engine, [single])
+                        self._notify(zip(await asyncio.to_thread(apply_events, self.engine, [single]), [single],
+                                         strict=True))
                     except Exception:
                         log.exception("event %s (%s) could not be stored", single.id, single.type)
+
+    def _notify(self, stored: Iterable[tuple[int, Event]]) -> None:
+        if self.committed:
+            batch = list(stored)
+            for listener in self.committed:
+                try:
+                    listener(batch)
+                except Exception:  # a listener must never make the writer store a batch twice
+                    log.exception("commit listener %r failed", listener)
 
     async def flush(self, within: float = 10.0) -> None:
         """Wait until everything published so far is on disk (TimeoutError after ``within`` s)."""

@@ -1,0 +1,130 @@
+"""Webhooks: every stored event a hook subscribes to is POSTed to its URL, signed with
+HMAC-SHA256, retried with exponential backoff, and dead-lettered after the last attempt.
+
+Signature: header ``X-CCEngine-Signature: t=<unix time>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>``
+(the timestamp inside the MAC lets receivers refuse replays). Each hook is served by one
+task reading the event hub, so a hook receives events in ``seq`` order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import logging
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import aiohttp
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
+
+from .context import ApiContext
+from .stream import EventHub, StreamItem
+from .tables import DeadLetterRow, WebhookRow
+
+log = logging.getLogger(__name__)
+SIGNATURE_HEADER = "X-CCEngine-Signature"
+
+
+def sign(secret: str, timestamp: int, body: bytes) -> str:
+    mac = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
+    return f"t={timestamp},v1={mac}"
+
+
+def verify(secret: str, header: str, body: bytes, now: float | None = None, tolerance: float = 300.0) -> bool:
+    """Receiver side check (also used by the tests)."""
+    try:
+        parts = dict(p.split("=", 1) for p in header.split(","))
+        timestamp = int(parts["t"])
+    except (ValueError, KeyError):
+        return False
+    if abs((now if now is not None else time.time()) - timestamp) > tolerance:
+        return False
+    return hmac.compare_digest(sign(secret, timestamp, body), header)
+
+
+def accepts(types: list[str], item: StreamItem) -> bool:
+    return any(item.type == t or (t.endswith(".*") and item.type.startswith(t[:-1])) for t in types)
+
+
+@dataclass(frozen=True)
+class _TypeFilter:
+    types: tuple[str, ...]
+
+    def __call__(self, item: StreamItem) -> bool:
+        return accepts(list(self.types), item)
+
+
+class WebhookDispatcher:
+    def __init__(self, ctx: ApiContext):
+        self.ctx = ctx
+        self.db: Engine = ctx.db
+        self.hub: EventHub = ctx.hub
+        self._tasks: dict[int, asyncio.Task[None]] = {}
+        self._http: aiohttp.ClientSession | None = None
+
+    async def start(self) -> None:
+        self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
+        for hook in await asyncio.to_thread(self._active):
+            self.watch(hook)
+
+    def _active(self) -> list[dict[str, Any]]:
+        with Session(self.db) as session:
+            return [{"id": h.id, "url": h.url, "secret": h.secret, "event_types": h.event_types}
+                    for h in session.scalars(select(WebhookRow).where(WebhookRow.active.is_(True)))]
+
+    def watch(self, hook: dict[str, Any]) -> None:
+        self._tasks[hook["id"]] = asyncio.create_task(self._serve(hook), name=f"webhook-{hook['id']}")
+
+    async def stop(self) -> None:
+        for task in self._tasks.values():
+            task.cancel()
+        await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+        self._tasks.clear()
+        if self._http is not None:
+            await self._http.close()
+
+    async def _serve(self, hook: dict[str, Any]) -> None:
+        types: list[str] = hook["event_types"]
+        while True:
+            try:
+                async for item in self.hub.stream(_TypeFilter(tuple(types))):
+                    await self.deliver(hook, item)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("webhook %s stream failed; reattaching", hook["id"])
+                await asyncio.sleep(1.0)
+
+    async def deliver(self, hook: dict[str, Any], item: StreamItem) -> bool:
+        assert self._http is not None
+        settings = self.ctx.settings
+        body = item.frame.encode()
+        error = ""
+        for attempt in range(1, settings.webhook_attempts + 1):
+            headers = {"Content-Type": "application/json", "X-CCEngine-Event": item.type,
+                       "X-CCEngine-Seq": str(item.seq), "X-CCEngine-Attempt": str(attempt),
+                       SIGNATURE_HEADER: sign(hook["secret"], int(time.time()), body)}
+            try:
+                async with self._http.post(hook["url"], data=body, headers=headers) as resp:
+                    if 200 <= resp.status < 300:
+                        self.ctx.metrics.count(self.ctx.metrics.webhook_deliveries, "delivered")
+                        return True
+                    error = f"HTTP {resp.status}"
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                error = f"{type(exc).__name__}: {exc}"
+            self.ctx.metrics.count(self.ctx.metrics.webhook_deliveries, "retried")
+            if attempt < settings.webhook_attempts:
+                await asyncio.sleep(settings.webhook_backoff * 2 ** (attempt - 1))
+        self.ctx.metrics.count(self.ctx.metrics.webhook_deliveries, "dead_lettered")
+        await asyncio.to_thread(self._dead_letter, hook["id"], item, body.decode(), error)
+        return False
+
+    def _dead_letter(self, hook_id: int, item: StreamItem, body: str, error: str) -> None:
+        with Session(self.db) as session, session.begin():
+            session.add(DeadLetterRow(webhook_id=hook_id, event_seq=item.seq, event_type=item.type, body=body,
+                                      attempts=self.ctx.settings.webhook_attempts, last_error=error[:2000],
+                                      failed_at=datetime.now(UTC)))
