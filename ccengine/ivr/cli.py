@@ -1,0 +1,87 @@
+"""``ccengine ivr ...``: validate and draw IVR trees, run the sample directory, show statistics.
+
+``validate`` prints every issue as ``file:line:column: key: message`` and exits 1 if there
+is any (the format editors and CI annotators parse).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from ..yamlconf import ConfigError
+from .model import Tree, load_tree
+
+
+def _queue_ids(queues: Path | None, config_path: Path | None) -> set[str] | None:
+    """Queue ids the ACD knows: from --queues, else from the engine settings if they load."""
+    from ..acd.definitions import load_queue_config
+
+    if queues is None:
+        from ..config import load_settings
+
+        try:
+            queues = load_settings(config_path).acd.queues
+        except (ConfigError, OSError):
+            return None
+    return set(load_queue_config(queues).queues)
+
+
+def _load(file: Path, queues: Path | None, config_path: Path | None) -> Tree:
+    try:
+        return load_tree(file, _queue_ids(queues, config_path))
+    except ConfigError as exc:
+        for issue in exc.issues:
+            click.echo(str(issue))
+        count = len(exc.issues)
+        click.echo(f"{count} error{'s' if count != 1 else ''}", err=True)
+        raise SystemExit(1) from None
+
+
+def _config_path(ctx: click.Context) -> Path | None:
+    root = ctx.find_root().obj
+    path: Path | None = getattr(root, "config_path", None)
+    return path
+
+
+@click.group("ivr")
+def ivr() -> None:
+    """IVR trees (config/ivr/*.yaml)."""
+
+
+QUEUES = click.option("--queues", type=click.Path(path_type=Path, exists=True),
+                      help="queue definitions to check routes against (default: the engine's acd.queues)")
+
+
+@ivr.command("validate")
+@click.argument("file", type=click.Path(path_type=Path))
+@QUEUES
+@click.pass_context
+def validate(ctx: click.Context, file: Path, queues: Path | None) -> None:
+    """Check FILE: node shapes, missing targets, unreachable nodes, loops without exit, unknown queues."""
+    tree = _load(file, queues, _config_path(ctx))
+    click.echo(f"ok: tree {tree.id} version {tree.version}, {len(tree.nodes)} nodes")
+
+
+@ivr.command("graph")
+@click.argument("file", type=click.Path(path_type=Path))
+@click.option("-o", "--output", type=click.Path(path_type=Path), help="output file (default FILE.svg)")
+@click.option("-T", "--format", "fmt", type=click.Choice(["svg", "png", "dot"]), default=None,
+              help="default: from the output's extension, else svg")
+@QUEUES
+@click.pass_context
+def graph(ctx: click.Context, file: Path, output: Path | None, fmt: str | None, queues: Path | None) -> None:
+    """Render FILE as a Graphviz drawing (SVG or PNG)."""
+    from .graph import GraphError, render, to_dot
+
+    tree = _load(file, queues, _config_path(ctx))
+    if fmt is None:
+        fmt = output.suffix.lstrip(".") if output is not None and output.suffix in (".svg", ".png", ".dot") else "svg"
+    output = output or file.with_suffix(f".{fmt}")
+    try:
+        data = render(to_dot(tree), fmt)
+    except GraphError as exc:
+        raise click.ClickException(str(exc)) from None
+    output.write_bytes(data)
+    click.echo(f"wrote {output} ({len(data)} bytes)")
