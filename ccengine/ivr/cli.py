@@ -6,6 +6,7 @@ is any (the format editors and CI annotators parse).
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import click
@@ -85,3 +86,24 @@ def graph(ctx: click.Context, file: Path, output: Path | None, fmt: str | None, 
         raise click.ClickException(str(exc)) from None
     output.write_bytes(data)
     click.echo(f"wrote {output} ({len(data)} bytes)")
+
+
+@ivr.command("directory")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8099, show_default=True, type=int)
+def directory(host: str, port: int) -> None:
+    """Serve the bundled sample customer directory (for the lab and tests)."""
+    import asyncio
+
+    from .sample_directory import start
+
+    async def serve() -> None:
+        runner, url, _ = await start(host, port)
+        click.echo(f"sample directory on {url}")
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await runner.cleanup()
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(serve())
