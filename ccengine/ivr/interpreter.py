@@ -382,6 +382,7 @@ class Walk:
             return self._exit("fallback", node.fallback, secure=True)
         if event.data.get("locked"):
             self._remember_account(event)
+            self.vars["locked"] = True
             return self._exit("locked", node.locked, secure=True)
         if event.status == "ok" and event.data.get("verified"):
             self._remember_account(event)

@@ -3,7 +3,7 @@
 It stands in for a bank's CRM and core system behind :class:`~.connectors.HttpDirectory`:
 customers found by phone number, account or card, PIN checks with a lockout after three
 failures, balances, last transactions and open tickets. ``/admin/delay`` makes every answer
-slow (to exercise dip timeouts) and ``/admin/stats`` counts requests by operation. PINs and
+slow, or only one operation's (to exercise dip timeouts) and ``/admin/stats`` counts requests by operation. PINs and
 card numbers arrive in request bodies and are never logged (the access log is off).
 """
 
@@ -40,6 +40,7 @@ class DirectoryService:
     def __init__(self, data: dict[str, Any] | None = None):
         self.data = copy.deepcopy(data or SAMPLE)
         self.delay = 0.0
+        self.delays: dict[str, float] = {}  # handler name (balance, verify_pin, ...) → seconds
         self.failures: Counter[str] = Counter()
         self.stats: Counter[str] = Counter()
         self._by_phone: dict[str, dict[str, Any]] = {}
@@ -76,10 +77,10 @@ class DirectoryService:
     @web.middleware
     async def _slow(self, request: web.Request, handler: Any) -> web.StreamResponse:
         if not request.path.startswith("/admin/"):
-            self.stats[request.match_info.route.resource.canonical if request.match_info.route.resource
-                       else request.path] += 1
-            if self.delay:
-                await asyncio.sleep(self.delay)
+            self.stats[getattr(handler, "__name__", request.path)] += 1
+            delay = self.delays.get(getattr(handler, "__name__", ""), self.delay)
+            if delay:
+                await asyncio.sleep(delay)
         response: web.StreamResponse = await handler(request)
         return response
 
@@ -138,12 +139,17 @@ class DirectoryService:
 
     async def set_delay(self, request: web.Request) -> web.Response:
         body = await request.json()
-        self.delay = float(body.get("seconds", 0))
-        return web.json_response({"delay": self.delay})
+        seconds = float(body.get("seconds", 0))
+        if body.get("operation"):
+            self.delays[str(body["operation"])] = seconds
+        else:
+            self.delay = seconds
+        return web.json_response({"delay": seconds})
 
     async def reset(self, _request: web.Request) -> web.Response:
         self.failures.clear()
         self.stats.clear()
+        self.delays.clear()
         self.delay = 0.0
         return web.json_response({"ok": True})
 

@@ -45,8 +45,10 @@ async def test_dips_map_not_found_errors_and_timeouts(directory) -> None:  # typ
     assert ok.status == "ok" and ok.data["amount"] == "1520.75"
     assert (await run_dip(client, Dip("lookup_caller", {"number": "999"}, 2.0))).status == "not_found"
     assert (await run_dip(client, Dip("nonsense", {}, 2.0))).status == "error"
-    service.delay = 0.5
+    service.delays["balance"] = 0.5
+    assert (await run_dip(client, Dip("lookup_caller", {"number": "5551001"}, 0.3))).status == "ok"
     assert (await run_dip(client, Dip("balance", {"account": "12345678"}, 0.1))).status == "timeout"
     assert (await run_dip(HttpDirectory("http://127.0.0.1:9"), Dip("balance", {"account": "1"}, 2.0))).status \
         == "error"
+    assert service.stats["balance"] == 2 and service.stats["by_phone"] == 2
     assert (await run_dip(NoDirectory(), Dip("balance", {"account": "1"}, 2.0))).status == "error"
