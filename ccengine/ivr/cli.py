@@ -70,18 +70,40 @@ def validate(ctx: click.Context, file: Path, queues: Path | None) -> None:
 @click.option("-o", "--output", type=click.Path(path_type=Path), help="output file (default FILE.svg)")
 @click.option("-T", "--format", "fmt", type=click.Choice(["svg", "png", "dot"]), default=None,
               help="default: from the output's extension, else svg")
+@click.option("--with-stats", is_flag=True, help="label nodes and edges with the last day's statistics "
+                                                "for this tree version (from the engine's database)")
 @QUEUES
 @click.pass_context
-def graph(ctx: click.Context, file: Path, output: Path | None, fmt: str | None, queues: Path | None) -> None:
+def graph(ctx: click.Context, file: Path, output: Path | None, fmt: str | None, queues: Path | None,
+          with_stats: bool) -> None:
     """Render FILE as a Graphviz drawing (SVG or PNG)."""
     from .graph import GraphError, render, to_dot
 
     tree = _load(file, queues, _config_path(ctx))
+    entries: dict[str, int] | None = None
+    exits: dict[tuple[str, str], int] | None = None
+    if with_stats:
+        from datetime import UTC, datetime, timedelta
+
+        from ..config import load_settings
+        from ..store.database import make_engine
+        from .stats import from_store
+
+        db = make_engine(load_settings(_config_path(ctx)).database.url)
+        try:
+            found = from_store(db, datetime.now(UTC) - timedelta(days=1)).get((tree.id, tree.version))
+        finally:
+            db.dispose()
+        entries, exits = {}, {}
+        for node in (found.nodes.values() if found else []):
+            entries[node.node] = node.entries
+            for name, count in node.exits.items():
+                exits[(node.node, "fallback" if name == "timeout" else name)] = count
     if fmt is None:
         fmt = output.suffix.lstrip(".") if output is not None and output.suffix in (".svg", ".png", ".dot") else "svg"
     output = output or file.with_suffix(f".{fmt}")
     try:
-        data = render(to_dot(tree), fmt)
+        data = render(to_dot(tree, entries, exits), fmt)
     except GraphError as exc:
         raise click.ClickException(str(exc)) from None
     output.write_bytes(data)
@@ -107,3 +129,29 @@ def directory(host: str, port: int) -> None:
 
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(serve())
+
+
+@ivr.command("stats")
+@click.option("--hours", default=24.0, show_default=True, help="look back this many hours")
+@click.pass_context
+def stats(ctx: click.Context, hours: float) -> None:
+    """Per-node statistics (entries, exits by branch, drop-offs) and containment, per tree version."""
+    from datetime import UTC, datetime, timedelta
+
+    from ..config import load_settings
+    from ..store.database import make_engine
+    from .stats import format_stats, from_store
+
+    try:
+        settings = load_settings(_config_path(ctx))
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    db = make_engine(settings.database.url)
+    try:
+        found = from_store(db, datetime.now(UTC) - timedelta(hours=hours))
+    finally:
+        db.dispose()
+    if not found:
+        click.echo("no IVR calls in that period")
+    for tree_stats in found.values():
+        click.echo(format_stats(tree_stats))
