@@ -6,8 +6,10 @@ loopback HTTP; the engine reaches it through its HTTP connector.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
+import signal
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -228,3 +230,44 @@ async def test_the_route_to_the_acd_carries_intent_and_skills(engine_factory, pe
         assert offered.data["intent"] == "wealth_advice" and offered.data["ivr"]["segment"] == "premier"
     for done in engine.events("call.ivr_finished"):
         assert done.data["skills"] == {"wealth": 3} and done.data["priority"] == 5
+
+
+HOT_V1 = """
+version: 1
+id: hot
+start: menu
+nodes:
+  menu:
+    type: menu
+    prompt: "Press 1."
+    timeout: 12
+    choices: {"1": agent}
+    fallback: agent
+  agent: {type: route, queue: general, intent: v1}
+"""
+HOT_V2 = HOT_V1.replace("agent: {type: route, queue: general, intent: v1}",
+                        "agent: {type: hangup, served: true, say: Goodbye from version two.}")
+
+
+async def test_hot_reload_callers_finish_on_the_version_they_started(engine_factory, peer, workdir, directory):  # type: ignore[no-untyped-def]
+    url, _ = directory
+    tree = workdir / "hot.yaml"
+    tree.write_text(HOT_V1)
+    engine = ivr_engine(engine_factory, url, tree=tree)
+    await peer.agent_talk_time(2, 3)
+    await peer.call(Customer(number="5553001", digit="1", prompt_wait=7.0, patience=60))  # slow caller
+    await engine.wait_for(lambda: engine.count_events("call.ivr_started") == 1, 20, "the first caller in the IVR")
+    tree.write_text(HOT_V2)
+    assert engine.proc is not None
+    engine.proc.send_signal(signal.SIGHUP)
+    await asyncio.sleep(1.0)
+    await peer.call(Customer(number="5553002", digit="1", prompt_wait=1.0, patience=60))
+    await engine.wait_for(all_ended(engine, 2), 60, "both calls to end")
+
+    first, second = sorted(engine.calls(), key=lambda c: c.caller_number)
+    assert first.disposition == "completed" and first.queue == "general"
+    assert second.disposition == "self_served"
+    started = {e.call_id: e.data["tree_version"] for e in engine.events("call.ivr_started")}
+    assert started[first.id] != started[second.id]
+    for step in engine.events("call.ivr_step"):
+        assert step.data["tree_version"] == started[step.call_id]
