@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -60,7 +59,6 @@ class IvrDriver:
         self.directory = directory
         self.prompts = prompts
         self.clock = clock
-        self.step_seconds: list[float] = []  # engine CPU per IVR step (process time), for benchmarks
 
     def emit(self, payload: Payload, call: CallSession) -> None:
         self.app.emit(payload, call)
@@ -70,18 +68,14 @@ class IvrDriver:
         tree = self.registry.tree
         walk = call.walk = Walk(tree, Context(caller=call.caller_number, now=self.clock))
         self.emit(CallIvrStarted(tree=tree.id, tree_version=tree.version), call)
-        cpu = time.process_time()
         action: Action = walk.start()
         while True:
             self._publish_steps(call, walk)
-            self.step_seconds.append(time.process_time() - cpu)
             if walk.ended is not None:
                 terminal = walk.ended
                 self._finished(call, walk, terminal)
                 return terminal
-            event = await self._execute(call, action)
-            cpu = time.process_time()
-            action = walk.feed(event)
+            action = walk.feed(await self._execute(call, action))
 
     def abandon(self, call: CallSession) -> None:
         """The caller hung up mid-tree: record the drop-off at the node they were on."""
