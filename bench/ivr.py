@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import random
 import shutil
 import sys
@@ -28,7 +29,6 @@ from sqlalchemy.orm import Session
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.call_setup import cpu_seconds
 from ccengine.config import load_settings
 from ccengine.core.events import CallIvrStep, Event
 from ccengine.ivr.interpreter import Collect, Context, Digits, Done, Play, Walk
@@ -38,6 +38,12 @@ from ccengine.lab.queues import write_general_queue
 from ccengine.lab.traffic import Customer, PeerDriver, dtmf_script
 from ccengine.store.database import make_engine
 from ccengine.store.schema import CallRow, EventRow
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def menu_tree(levels: int, tree_id: str) -> str:
