@@ -277,13 +277,21 @@ class Walk:
 
     def _media(self, *prompts: Prompt | None) -> tuple[Media, ...]:
         out = []
+        cache = self.tree.media_cache
         for prompt in prompts:
             if prompt is None:
                 continue
-            text = prompt.say
-            if isinstance(text, dict):
-                text = text.get(self.language) or text.get(self.tree.language) or next(iter(text.values()))
-            out.append(Media(render(text, self.vars) if text else None, prompt.sound, self.language))
+            key = (id(prompt), self.language)
+            media = cache.get(key)
+            if media is None:
+                text = prompt.say
+                if isinstance(text, dict):
+                    text = text.get(self.language) or text.get(self.tree.language) or next(iter(text.values()))
+                if text and "{" in text:  # filled from the walk's variables: not cacheable
+                    out.append(Media(render(text, self.vars), prompt.sound, self.language))
+                    continue
+                media = cache[key] = Media(text or None, prompt.sound, self.language)
+            out.append(media)
         return tuple(out)
 
     def _begin(self, node: Any) -> Action:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -325,6 +325,7 @@ class Tree:
     nodes: Mapping[str, Any]  # node id → node model
     lines: Mapping[str, int]  # node id → line in the file
     source: str
+    media_cache: dict[tuple[int, str], Any] = field(default_factory=dict, compare=False, repr=False)
 
     def node(self, node_id: str) -> Any:
         return self.nodes[node_id]
