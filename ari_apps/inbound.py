@@ -68,7 +68,7 @@ class CallSession:
     id: str
     customer: str  # channel id
     caller_number: str
-    state: str = "ivr"  # ivr | queued | callback | ringing | connecting | talking | ended
+    state: str = "ivr"  # ivr | voicemail | queued | callback | ringing | connecting | talking | ended
     queue_id: str | None = None
     agent_id: str | None = None
     agent_channel: str | None = None
@@ -169,7 +169,7 @@ class InboundApp:
 
     def on_dtmf(self, channel_id: str, digit: str) -> None:
         call = self.by_channel.get(channel_id)
-        if call is not None and channel_id == call.customer and call.state in ("ivr", "queued"):
+        if call is not None and channel_id == call.customer and call.state in ("ivr", "voicemail", "queued"):
             call.digits.put_nowait(digit)
 
     def on_playback_finished(self, playback_id: str) -> None:
@@ -230,6 +230,7 @@ class InboundApp:
         day = datetime.now(UTC).strftime("%Y/%m/%d")
         path = self.voicemail_dir / end.mailbox / day / f"{call.id}.wav"
         path.parent.mkdir(parents=True, exist_ok=True)
+        call.state = "voicemail"
         await self._play_and_wait(call, "sound:beep", 10)
         await self.pbx.start_recording(call.customer, str(path))
         with contextlib.suppress(TimeoutError):
@@ -535,7 +536,8 @@ class InboundApp:
             with contextlib.suppress(PbxError):
                 await self.pbx.destroy_bridge(call.bridge_id)
         if disposition is None:
-            disposition = {"talking": "completed", "ivr": "ivr_hangup"}.get(state, "abandoned")
+            disposition = {"talking": "completed", "ivr": "ivr_hangup", "voicemail": "voicemail"}.get(state,
+                                                                                                     "abandoned")
             if (ended_by == "pbx" and state != "talking") or (ended_by == "agent" and state == "connecting"):
                 disposition = "failed"
             if call.transfer_answered is not None and state == "talking":

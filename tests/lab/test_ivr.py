@@ -10,6 +10,7 @@ import asyncio
 import json
 import re
 import signal
+import wave
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -271,3 +272,76 @@ async def test_hot_reload_callers_finish_on_the_version_they_started(engine_fact
     assert started[first.id] != started[second.id]
     for step in engine.events("call.ivr_step"):
         assert step.data["tree_version"] == started[step.call_id]
+
+
+ENDINGS_QUEUES = """
+version: 1
+skills:
+  - {id: general}
+calendars:
+  always: {timezone: UTC, open: {mon-sun: ["00:00-24:00"]}}
+queues:
+  - id: general
+    required_skills: {general: 1}
+    hours: always
+    announcements: {position: false, estimated_wait: false}
+agents:
+  - {id: agent1, name: Only one, skills: {general: 5}}
+"""
+
+ENDINGS_TREE = """
+version: 1
+id: endings
+start: menu
+nodes:
+  menu:
+    type: menu
+    prompt: "Voicemail 1, transfer 2, callback 3, adviser 4."
+    timeout: 8
+    choices: {"1": vm, "2": xfer, "3": cb, "4": adviser}
+    fallback: adviser
+  vm: {type: voicemail, mailbox: general, say: "Please leave a message after the tone.", max_seconds: 20}
+  xfer: {type: transfer, number: "1011003001", say: "Transferring you now."}
+  cb: {type: callback, queue: general, intent: callback_wanted, say: "We will call you back."}
+  adviser: {type: route, queue: general}
+"""
+
+
+async def test_voicemail_transfer_and_callback_endings(engine_factory, peer, lab, workdir, directory):  # type: ignore[no-untyped-def]
+    url, _ = directory
+    tree = workdir / "endings.yaml"
+    tree.write_text(ENDINGS_TREE)
+    engine = ivr_engine(engine_factory, url, tree=tree, queues=ENDINGS_QUEUES)
+    # voicemail: a message of about 4 s, ended with #
+    await peer.call(Customer(number="5554001", digit="", prompt_wait=1.0, patience=30,
+                             script=dtmf_script("1", 6, "#")))
+    # transfer to an outside number: the lab's called party answers after 1 s and talks 3 s
+    await peer.call(Customer(number="5554002", digit="2", prompt_wait=1.0, patience=30))
+    await engine.wait_for(all_ended(engine, 2), 60, "voicemail and transfer calls to end")
+    # callback: the only agent is busy with a first caller, the second asks to be called back
+    await peer.set_global("AGENT_TALK_agent1", "8")
+    try:
+        await peer.call(Customer(number="5554003", digit="4", prompt_wait=1.0, patience=40))
+        await engine.wait_for(lambda: engine.count_events("call.answered") == 1, 30, "the adviser to answer")
+        await peer.call(Customer(number="1012059004", digit="3", prompt_wait=1.0, patience=30))
+        await engine.wait_for(all_ended(engine, 4), 90, "all calls to end")
+    finally:
+        await peer.set_global("AGENT_TALK_agent1", "")
+
+    calls = {c.caller_number: c for c in engine.calls()}
+    voicemail = calls["5554001"]
+    assert voicemail.disposition == "voicemail"
+    [message] = (engine.workdir / "voicemail" / "general").rglob(f"{voicemail.id}.wav")
+    with wave.open(str(message)) as wav:
+        assert 2.0 < wav.getnframes() / wav.getframerate() < 15.0
+    transferred = calls["5554002"]
+    assert transferred.disposition == "transferred" and transferred.agent_id is None
+    callback = calls["1012059004"]
+    assert callback.disposition == "completed" and callback.agent_id == "agent1"
+    [requested] = engine.events("call.callback_requested")
+    assert requested.call_id == callback.id
+    outcomes = {e.call_id: e.data["outcome"] for e in engine.events("call.ivr_finished")}
+    assert outcomes == {voicemail.id: "voicemail", transferred.id: "transfer", callback.id: "callback",
+                        calls["5554003"].id: "routed"}
+    await asyncio.sleep(1)
+    assert await pbx_channels(lab) == []
