@@ -207,6 +207,9 @@ class InboundApp:
         except PbxError as exc:
             log.info("call %s: PBX request failed in IVR (%s)", call.id, exc)
             await self.finish(call, "system", str(exc))
+        except Exception as exc:  # a bug must not leave the caller in limbo
+            log.error("call %s: IVR failed: %s", call.id, type(exc).__name__)
+            await self.finish(call, "system", f"IVR error {type(exc).__name__}")
 
     async def _after_ivr(self, call: CallSession, end: Terminal) -> None:
         """Carry out the tree's last word: a queue, a callback, voicemail, a transfer or goodbye."""
