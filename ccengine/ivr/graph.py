@@ -34,6 +34,8 @@ def to_dot(tree: Tree, entries: Mapping[str, int] | None = None,
         extra = getattr(node, "queue", None)
         if extra:
             label += f"\\nqueue {extra}"
+        if getattr(node, "served", False):
+            label += "\\nself-served"
         if getattr(node, "secure", False) or node.type == "authenticate":
             label += "\\n(PCI masked)"
         if entries is not None:
