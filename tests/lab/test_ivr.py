@@ -19,6 +19,7 @@ import pytest
 import pytest_asyncio
 
 from ccengine.ivr.sample_directory import DirectoryService, start
+from ccengine.ivr.stats import from_store
 from ccengine.lab.traffic import Customer, dtmf_script
 
 from .conftest import ROOT, pbx_channels
@@ -85,6 +86,8 @@ async def test_balance_is_self_served_after_pin_authentication(engine_factory, p
     assert menu.data == {"digit": "1", "attempts": 1, "fallback": False}
     pin = re.compile(rf"(?<![0-9a-f]){PIN}(?![0-9a-f])")
     assert not any(pin.search(json.dumps(e.data)) for e in engine.events())
+    [stats] = from_store(engine.db).values()
+    assert stats.containment == 1.0 and stats.nodes["balance_auth"].exits == {"ok": 1}
     assert await pbx_channels(lab) == []
 
 
@@ -126,6 +129,9 @@ async def test_invalid_and_no_input_loop_then_fall_back_to_an_agent(engine_facto
     assert selected.data == {"digit": "", "attempts": 3, "fallback": True}
     done = finished(engine)
     assert done["outcome"] == "routed" and done["queue"] == "general" and done["intent"] == "general_enquiry"
+    [stats] = from_store(engine.db).values()
+    assert stats.containment == 0.0 and stats.outcomes == {"routed": 1}
+    assert stats.nodes["main"].entries == 1 and stats.nodes["main"].exits == {"fallback": 1}
 
 
 async def test_data_dip_timeout_takes_the_fallback_branch(engine_factory, peer, directory):  # type: ignore[no-untyped-def]
