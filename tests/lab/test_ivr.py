@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 import pytest_asyncio
 
@@ -222,16 +223,28 @@ nodes:
 """
 
 
-async def test_the_route_to_the_acd_carries_intent_and_skills(engine_factory, peer, workdir, directory):  # type: ignore[no-untyped-def]
+async def test_the_route_to_the_acd_carries_intent_and_skills(engine_factory, peer, lab, workdir, directory):  # type: ignore[no-untyped-def]
     url, _ = directory
     tree = workdir / "wealth.yaml"
     tree.write_text(WEALTH_TREE)
     engine = ivr_engine(engine_factory, url, tree=tree, queues=WEALTH_QUEUES)
-    await peer.agent_talk_time(2, 3)
+    await peer.agent_talk_time(6, 6)
+    ari = lab.settings.pbx.ari
+    screen: dict[str, str] = {}
     for number in ("5552001", "5552002"):
         await peer.call(Customer(number=number, digit="4", prompt_wait=1.0, patience=60))
+        if not screen:  # what the agent's desktop reads from the agent's channel while talking
+            await engine.wait_for(lambda: engine.count_events("call.answered") == 1, 30, "the agent to answer")
+            [offered] = engine.events("call.agent_offered")
+            async with aiohttp.ClientSession(auth=aiohttp.BasicAuth(ari.username, ari.password)) as http:
+                for name in ("CCENGINE_INTENT", "CCENGINE_CALL_ID", "CCENGINE_CUSTOMER_ID"):
+                    async with http.get(f"{ari.url}/channels/{offered.data['channel_id']}/variable",
+                                        params={"variable": name}) as resp:
+                        screen[name] = (await resp.json()).get("value", "") if resp.status == 200 else ""
         await engine.wait_for(all_ended(engine, 1 if number.endswith("1") else 2), 60, "the call to end")
     calls = engine.calls()
+    assert screen["CCENGINE_INTENT"] == "wealth_advice" and screen["CCENGINE_CALL_ID"] == calls[0].id
+    assert screen["CCENGINE_CUSTOMER_ID"] == ""  # this tree asked the directory nothing
     assert [c.agent_id for c in calls] == ["agent2", "agent2"]  # the generalist is idle but lacks the skill
     for offered in engine.events("call.agent_offered"):
         assert offered.data["intent"] == "wealth_advice" and offered.data["ivr"]["segment"] == "premier"
