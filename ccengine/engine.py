@@ -131,7 +131,10 @@ class Engine:
         await asyncio.to_thread(upgrade, settings.database.url)
         settings.paths.recordings_dir.mkdir(parents=True, exist_ok=True)
         prompts = await asyncio.to_thread(self.prompts)
-        await asyncio.to_thread(self.prompt_cache.warm, self.ivr.tree)
+        try:
+            await asyncio.to_thread(self.prompt_cache.warm, self.ivr.tree)
+        except Exception:  # speech is generated on demand if warming fails
+            log.exception("IVR prompts could not be generated in advance")
         await asyncio.to_thread(self._seed_affinity)
         self.app = InboundApp(self.pbx, self.bus, settings.flow, self.acd, agent_dial=settings.pbx.agent_dial,
                               customer_dial=settings.pbx.customer_dial, prompts=prompts,
