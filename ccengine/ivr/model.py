@@ -350,19 +350,69 @@ def _reachable(start: str, edges: Mapping[str, Iterable[str]]) -> set[str]:
     return seen
 
 
-def _unconditional_cycles(edges: Mapping[str, list[str]], kinds: Mapping[str, str]) -> Iterator[list[str]]:
-    """Cycles made only of nodes that take no input and have one way out: a caller would loop forever."""
-    auto = {n for n, outs in edges.items() if kinds[n] in ("play", "set") and len(set(outs)) == 1}
-    done: set[str] = set()
-    for first in sorted(auto):
-        path: list[str] = []
-        node = first
-        while node in auto and node not in done and node not in path:
+_SILENT_EXITS = {"play": ("next",), "set": ("next",), "language": ("next",), "menu": ("fallback",),
+                 "collect": ("fallback",), "authenticate": ("fallback",)}  # dip, branch: every exit
+
+
+def _silent_cycles(nodes: Mapping[str, Any]) -> list[list[str]]:
+    """Cycles a caller who presses nothing would go round forever (a menu whose fallback leads back
+    to it, plays and sets chasing each other...): one cycle per strongly connected component."""
+    silent: dict[str, list[str]] = {}
+    for node_id, node in nodes.items():
+        exits = node_exits(node)
+        names = _SILENT_EXITS.get(node.type, tuple(exits))
+        silent[node_id] = [exits[n] for n in names if n in exits and exits[n] in nodes]
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    components: list[set[str]] = []
+
+    def visit(root: str) -> None:  # iterative Tarjan
+        work = [(root, 0)]
+        while work:
+            node, i = work.pop()
+            if i == 0:
+                index[node] = low[node] = len(index)
+                stack.append(node)
+                on_stack.add(node)
+            outs = silent[node]
+            if i < len(outs):
+                work.append((node, i + 1))
+                nxt = outs[i]
+                if nxt not in index:
+                    work.append((nxt, 0))
+                elif nxt in on_stack:
+                    low[node] = min(low[node], index[nxt])
+                continue
+            if low[node] == index[node]:
+                component = set()
+                while True:
+                    member = stack.pop()
+                    on_stack.discard(member)
+                    component.add(member)
+                    if member == node:
+                        break
+                components.append(component)
+            if work:
+                parent = work[-1][0]
+                low[parent] = min(low[parent], low[node])
+
+    for node_id in nodes:
+        if node_id not in index:
+            visit(node_id)
+    cycles = []
+    for component in components:
+        first = min(component, key=list(nodes).index)
+        if len(component) == 1 and first not in silent[first]:
+            continue
+        path = [first]
+        node = next(n for n in silent[first] if n in component)
+        while node not in path:
             path.append(node)
-            node = edges[node][0]
-        if node in path:
-            yield path[path.index(node):]
-        done.update(path)
+            node = next(n for n in silent[node] if n in component)
+        cycles.append(path[path.index(node):])
+    return sorted(cycles, key=lambda c: list(nodes).index(c[0]))
 
 
 def check_tree(doc: LocatedDocument, header: TreeHeader, nodes: Mapping[str, Any],
@@ -398,11 +448,10 @@ def check_tree(doc: LocatedDocument, header: TreeHeader, nodes: Mapping[str, Any
     for node_id, node in nodes.items():
         if node.type in TERMINALS:
             can_end |= _reachable(node_id, reverse)
-    kinds = {n: node.type for n, node in nodes.items()}
     looping: set[str] = set()
-    for cycle in _unconditional_cycles(edges, kinds):
+    for cycle in _silent_cycles(nodes):
         looping.update(cycle)
-        issues.append(doc.issue(("nodes", cycle[0]), "endless loop without input: "
+        issues.append(doc.issue(("nodes", cycle[0]), "endless loop for a caller who presses nothing: "
                                 + " → ".join([*cycle, cycle[0]])))
     for node_id in nodes:
         if node_id not in can_end and node_id not in looping:

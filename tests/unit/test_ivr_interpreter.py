@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
+import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -24,6 +25,7 @@ from ccengine.ivr.interpreter import (
     WalkError,
 )
 from ccengine.ivr.model import load_tree, tree_from_text
+from ccengine.yamlconf import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
 TREE = load_tree(ROOT / "config" / "ivr" / "lab-bank.yaml")
@@ -255,3 +257,63 @@ def test_any_input_ends_the_walk_and_no_secure_digits_leak(inputs: list[str]) ->
     if "pin" in text:
         raise AssertionError(text)
     assert all(p not in repr(steps) for p in pins)
+
+
+KINDS = ["menu", "play", "set", "branch", "collect", "dip", "route", "hangup"]
+
+
+@st.composite
+def random_trees(draw: st.DrawFn) -> str:
+    """Mostly a forward chain n0 → n1 → ... ending in a terminal, with random extra edges (some back)."""
+    size = draw(st.integers(2, 8))
+    nodes: dict[str, object] = {}
+    for i in range(size):
+        chain = f"n{min(i + 1, size - 1)}"
+        target = st.one_of(st.just(chain), st.integers(0, size - 1).map(lambda j: f"n{j}"))
+        kind = draw(st.sampled_from(KINDS[:6] if i < size - 1 else KINDS[6:]))
+        if kind == "menu":
+            node: dict[str, object] = {"prompt": "m", "choices": {"1": chain, "2": draw(target)},
+                                       "fallback": draw(target), "attempts": draw(st.integers(1, 3))}
+        elif kind == "play":
+            node = {"say": "p", "next": chain}
+        elif kind == "set":
+            node = {"vars": {"intent": draw(st.sampled_from(["a", "b"]))}, "next": chain}
+        elif kind == "branch":
+            node = {"cases": [{"if": {"var": "intent", "equals": "a"}, "goto": draw(target)}], "else": chain}
+        elif kind == "collect":
+            node = {"prompt": "c", "var": "x", "max_length": 4, "next": chain, "fallback": draw(target)}
+        elif kind == "dip":
+            node = {"operation": "balance", "store": "b", "next": chain, "fallback": draw(target)}
+        elif kind == "route":
+            node = {"queue": "general"}
+        else:
+            node = {}
+        nodes[f"n{i}"] = {"type": kind, **node}
+    return yaml.safe_dump({"version": 1, "id": "random", "start": "n0", "nodes": nodes})
+
+
+@settings(max_examples=400, deadline=None)
+@given(random_trees(), st.lists(st.sampled_from(["1", "2", "9", "", "1234"]), max_size=30),
+       st.sampled_from(["ok", "timeout"]))
+def test_a_tree_that_validates_always_lets_a_caller_out(text: str, inputs: list[str], dip: str) -> None:
+    """Validation's promise: whatever a caller types first, once they fall silent they reach an end."""
+    try:
+        tree = tree_from_text(text, "random.yaml", ["general"])
+    except ConfigError as err:
+        assert err.issues and all(i.file == "random.yaml" for i in err.issues)
+        return
+    w = Walk(tree, Context("5551001", lambda: NOON))
+    action = w.start()
+    fed = 0
+    for _ in range(2000):
+        if w.ended is not None:
+            break
+        if isinstance(action, Play):
+            action = w.feed(Done())
+        elif isinstance(action, Dip):
+            action = w.feed(DipResult("ok" if dip == "ok" else "timeout", {"amount": "1"}))
+        else:
+            action = w.feed(Digits(inputs[fed] if fed < len(inputs) else ""))
+            fed += 1
+    assert w.ended is not None, "a valid tree kept a silent caller forever"
+    assert getattr(w.ended, "reason", "") != "too many steps without input"

@@ -35,8 +35,9 @@ def test_graph_mistakes_are_located() -> None:
     found = issues(FIXTURES / "broken_graph.yaml", ["general"])
     file = str(FIXTURES / "broken_graph.yaml")
     assert found == [
+        f"{file}:5:3: nodes.main: endless loop for a caller who presses nothing: main → main",
         f"{file}:8:15: nodes.main.choices.1: press 1 goes to undefined node 'nowhere'",
-        f"{file}:10:3: nodes.spin: endless loop without input: spin → spin2 → spin",
+        f"{file}:10:3: nodes.spin: endless loop for a caller who presses nothing: spin → spin2 → spin",
         f"{file}:20:5: nodes.q.queue: unknown queue 'nosuch'",
         f"{file}:21:3: nodes.orphan: node 'orphan' is unreachable from 'main'",
     ]
@@ -49,9 +50,10 @@ def test_queue_check_needs_queue_ids() -> None:
 
 def test_loops_without_exit() -> None:
     found = issues(FIXTURES / "no_exit.yaml")
-    assert any(":5:3: nodes.a: loop without exit" in i for i in found), found
-    assert any(":10:3: nodes.b: loop without exit" in i for i in found), found
+    assert any(":5:3: nodes.hello: loop without exit: no route" in i for i in found), found
+    assert any(":9:3: nodes.a: endless loop for a caller who presses nothing: a → b → a" in i for i in found), found
     assert any("nodes.c: node 'c' is unreachable" in i for i in found), found
+    assert len(found) == 3, found
 
 
 def test_node_shapes_are_located() -> None:
