@@ -47,8 +47,13 @@ class Prompt(_Model):
 
 
 def _prompt(value: Any) -> Any:
-    """A bare string is speech."""
-    return {"say": value} if isinstance(value, str) else value
+    """A bare string is speech; a mapping of language codes is speech per language."""
+    if isinstance(value, str):
+        return {"say": value}
+    if isinstance(value, dict) and value and all(isinstance(k, str) and re.fullmatch(r"[a-z]{2}", k)
+                                                 for k in value):
+        return {"say": value}
+    return value
 
 
 class _Node(_Model):

@@ -364,3 +364,41 @@ async def test_voicemail_transfer_and_callback_endings(engine_factory, peer, lab
                         calls["5554003"].id: "routed"}
     await asyncio.sleep(1)
     assert await pbx_channels(lab) == []
+
+
+LANGUAGE_TREE = """
+version: 1
+id: languages
+start: pick
+language: en
+nodes:
+  pick:
+    type: language
+    prompt: {say: {en: "For English press 1.", zh: "Qing an er."}}
+    choices: {"1": en, "2": zh}
+    timeout: 8
+    next: hello
+  hello:
+    type: play
+    say: {en: "Connecting you.", zh: "Zheng zai wei nin zhuan jie."}
+    next: agent
+  agent: {type: route, queue: general, intent: language_test}
+"""
+
+
+async def test_language_choice_speaks_it_and_routes_to_an_agent_who_speaks_it(engine_factory, peer, workdir,  # type: ignore[no-untyped-def]
+                                                                               directory):
+    url, _ = directory
+    tree = workdir / "languages.yaml"
+    tree.write_text(LANGUAGE_TREE)
+    engine = ivr_engine(engine_factory, url, tree=tree)
+    await peer.agent_talk_time(2, 3)
+    for number in ("5556001", "5556002", "5556003"):
+        await peer.call(Customer(number=number, digit="2", prompt_wait=1.0, patience=60))
+        await engine.wait_for(all_ended(engine, int(number[-1])), 60, "the call to end")
+    for done in engine.events("call.ivr_finished"):
+        assert done.data["learned"]["language"] == "zh"
+    # the lab's customer rule `chinese` adds lang_zh 5: only agent3 and agent7 qualify
+    assert {c.agent_id for c in engine.calls()} <= {"agent3", "agent7"}
+    spoken = list((ROOT / "var" / "sounds" / "ivr").glob("*.key"))
+    assert spoken, "generated prompts are cached"

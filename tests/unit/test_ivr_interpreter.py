@@ -194,7 +194,7 @@ nodes:
   hello:
     type: route
     queue: general
-    say: {say: {en: "Hello", zh: "Ni hao"}}
+    say: {en: "Hello", zh: "Ni hao"}
   closed: {type: voicemail, mailbox: general, say: "We are closed."}
   bye: {type: hangup}
 """
