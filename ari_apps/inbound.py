@@ -1,8 +1,8 @@
 """Stasis application ``inbound``: the customer journey from the carrier to an agent.
 
-prompt → DTMF menu choosing a queue → ACD (skills routing, hold music,
-announcements, overflow) → agent phone rung → caller and agent bridged and
-recorded (MixMonitor) → hang-up → agent wrap-up.
+IVR tree (``ari_apps/ivr.py``: self-service, or a queue with skills, priority and
+intent) → ACD (skills routing, hold music, announcements, overflow) → agent phone
+rung → caller and agent bridged and recorded (MixMonitor) → hang-up → agent wrap-up.
 
 Each call is a :class:`CallSession`: one task walks the journey; hang-ups,
 DTMF and playback completions arrive from the engine's dispatcher. Whatever
@@ -19,12 +19,13 @@ import logging
 import time
 import uuid
 import wave
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from ccengine.acd.definitions import Customer
 from ccengine.acd.router import Reservation
 from ccengine.acd.service import Acd, MessageReason
 from ccengine.config import FlowSettings
@@ -38,7 +39,6 @@ from ccengine.core.events import (
     CallCallbackDialed,
     CallCallbackRequested,
     CallEnded,
-    CallMenuSelected,
     CallOffered,
     CallQueued,
     CallRecordingSealed,
@@ -51,6 +51,10 @@ from ccengine.core.events import (
     RecordingResumed,
     RecordingTamperAttempt,
 )
+from ccengine.ivr.connectors import Directory, NoDirectory
+from ccengine.ivr.interpreter import Callback, Hangup, Route, Terminal, Transfer, Voicemail, Walk, lookup
+from ccengine.ivr.prompts import PromptCache
+from ccengine.ivr.registry import TreeRegistry
 from ccengine.pbx.protocol import (
     ChannelInfo,
     OriginateRequest,
@@ -63,6 +67,8 @@ from ccengine.recording.capture import CallRecorder, DirectoryProbe, TamperActio
 from ccengine.recording.vault import ManifestFields, Vault
 from ccengine.store.schema import CallRow, LegRow, RecordingRow
 
+from .ivr import IvrDriver
+
 log = logging.getLogger(__name__)
 
 @dataclass
@@ -70,6 +76,7 @@ class VoiceMessage:
     """A message being left: where it is recorded and since when (None: not recording yet)."""
 
     reason: MessageReason
+    mailbox: str  # the queue's id, or the IVR ending's mailbox
     path: Path
     started_mono: float | None = None
 
@@ -79,7 +86,7 @@ class CallSession:
     id: str
     customer: str  # channel id
     caller_number: str
-    state: str = "ivr"  # ivr | queued | callback | ringing | connecting | talking | voicemail | ended
+    state: str = "ivr"  # ivr | voicemail | queued | callback | ringing | connecting | talking | ended
     queue_id: str | None = None
     agent_id: str | None = None
     agent_channel: str | None = None
@@ -98,11 +105,18 @@ class CallSession:
     callback: bool = False  # the caller hung up to be called back when an agent is free
     customer_answered: asyncio.Future[ChannelInfo] | None = None
     finished: bool = False
+    walk: Walk | None = None  # the IVR walk, on the tree version the caller started on
+    ivr: dict[str, Any] | None = None  # what the IVR learned (never secure input)
+    intent: str | None = None
+    swallow: str = ""  # a terminator still to come after a full-length entry
+    transfer_answered: asyncio.Future[None] | None = None
 
 
 class InboundApp:
     def __init__(self, pbx: PbxAdapter, bus: EventBus, flow: FlowSettings, acd: Acd, *, agent_dial: str,
-                 customer_dial: str, prompts: dict[str, str], recordings_dir: Path, vault: Vault | None = None):
+                 customer_dial: str, prompts: dict[str, str], recordings_dir: Path, vault: Vault | None = None,
+                 ivr: TreeRegistry | None = None, directory: Directory | None = None,
+                 prompt_cache: PromptCache | None = None, voicemail_dir: Path | None = None):
         self.pbx = pbx
         self.bus = bus
         self.flow = flow
@@ -124,6 +138,10 @@ class InboundApp:
         self.playbacks: dict[str, asyncio.Future[None]] = {}
         self.recording: dict[str, CallSession] = {}  # recorded channel → call, until the file is closed
         self._background: set[asyncio.Task[None]] = set()
+        self.voicemail_dir = voicemail_dir or recordings_dir.parent / "voicemail"
+        self.ivr = IvrDriver(self, ivr or TreeRegistry(None, flow, lambda: acd.config.queues),
+                             directory or NoDirectory(), prompt_cache or PromptCache(recordings_dir.parent / "sounds",
+                                                                                     {}))
 
     # -- events out ------------------------------------------------------------------------------
     def emit(self, payload: Payload, call: CallSession | None = None, agent_id: str | None = None) -> None:
@@ -164,6 +182,15 @@ class InboundApp:
         if not call.customer_answered.done():
             call.customer_answered.set_result(channel)
 
+    def on_transfer_answered(self, channel: ChannelInfo) -> None:
+        """The transfer target picked up."""
+        call = self.by_channel.get(channel.id)
+        if call is None or call.finished or call.transfer_answered is None:
+            self._spawn(self.pbx.hangup(channel.id), "hangup-orphan")
+            return
+        if not call.transfer_answered.done():
+            call.transfer_answered.set_result(None)
+
     def on_dtmf(self, channel_id: str, digit: str) -> None:
         call = self.by_channel.get(channel_id)
         if call is not None and channel_id == call.customer and call.state in ("ivr", "queued", "voicemail"):
@@ -188,7 +215,9 @@ class InboundApp:
                 return  # we released the caller's line ourselves; the place in the queue is kept
             self._spawn(self.finish(call, "customer", cause), f"finish-{call.id}")
         elif channel_id == call.agent_channel:
-            if call.state in ("connecting", "talking"):
+            if call.transfer_answered is not None and not call.transfer_answered.done():
+                call.transfer_answered.set_exception(PbxError(cause or "transfer target did not answer"))
+            elif call.state in ("connecting", "talking"):
                 self._spawn(self.finish(call, "agent", cause), f"finish-{call.id}")
             elif call.agent_answered is not None and not call.agent_answered.done():
                 call.agent_answered.set_exception(PbxError(cause or "agent leg ended"))
@@ -197,48 +226,63 @@ class InboundApp:
     async def _journey(self, call: CallSession) -> None:
         try:
             await self.pbx.answer(call.customer)
-            digit, attempts = await self._menu(call)
-            self.emit(CallMenuSelected(digit=digit, attempts=attempts, fallback=digit == ""), call)
-            await self._enqueue(call, self.flow.menu.get(digit, self.flow.default_queue))
+            end = await self.ivr.run(call)
+            await self._after_ivr(call, end)
         except PbxError as exc:
             log.info("call %s: PBX request failed in IVR (%s)", call.id, exc)
             await self.finish(call, "system", str(exc))
+        except Exception as exc:  # a bug must not leave the caller in limbo
+            log.error("call %s: IVR failed: %s", call.id, type(exc).__name__)
+            await self.finish(call, "system", f"IVR error {type(exc).__name__}")
 
-    async def _menu(self, call: CallSession) -> tuple[str, int]:
-        """Play the prompt (barge-in allowed) and wait for a valid digit; fall back after the retries."""
-        for attempt in range(1, self.flow.menu_attempts + 1):
-            done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            playback_id = str(uuid.uuid4())
-            self.playbacks[playback_id] = done
-            await self.pbx.play(call.customer, self.prompts["welcome"], playback_id)
-            digit_task: asyncio.Future[str] = asyncio.ensure_future(call.digits.get())
-            waiters: list[asyncio.Future[object]] = [digit_task, done]  # type: ignore[list-item]
-            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-            if not digit_task.done():
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(asyncio.shield(digit_task), self.flow.menu_timeout)
-            self.playbacks.pop(playback_id, None)
-            if digit_task.done():
-                digit = digit_task.result()
-                if not done.done():
-                    await self.pbx.stop_playback(playback_id)
-                if digit in self.flow.menu:
-                    return digit, attempt
-            else:
-                digit_task.cancel()
-        return "", self.flow.menu_attempts
+    async def _after_ivr(self, call: CallSession, end: Terminal) -> None:
+        """Carry out the tree's last word: a queue, a callback, voicemail, a transfer or goodbye."""
+        await self.ivr.play(call, await self.ivr.prompts.resolve(end.media))
+        if isinstance(end, Route):
+            await self._enqueue(call, end.queue, skills=end.skills, priority=end.priority, language=end.language)
+        elif isinstance(end, Callback):
+            await self._enqueue(call, end.queue, language=end.language)
+            if call.state == "queued":
+                await self._accept_callback(call, thanks=False)
+        elif isinstance(end, Voicemail):  # the tree's own prompt was just played
+            await self._take_message(call, "ivr", mailbox=end.mailbox, limit=end.max_seconds, prompt=None)
+        elif isinstance(end, Transfer):
+            await self._transfer(call, end)
+        elif isinstance(end, Hangup):
+            await self.finish(call, "system", end.reason or "IVR finished",
+                              disposition="self_served" if end.served else "ivr_hangup")
+
+    async def _transfer(self, call: CallSession, end: Transfer) -> None:
+        """Blind transfer: ring the number, join the caller to it, and let the engine step out."""
+        channel_id = str(uuid.uuid4())
+        call.agent_channel = channel_id
+        call.transfer_answered = asyncio.get_running_loop().create_future()
+        self.by_channel[channel_id] = call
+        try:
+            await self.pbx.originate(OriginateRequest(
+                endpoint=self.customer_dial.format(number=end.number), app_args=("transfer", call.id),
+                caller_id=call.caller_number, timeout=end.timeout, channel_id=channel_id))
+            await asyncio.wait_for(call.transfer_answered, end.timeout + 5)
+        except (TimeoutError, PbxError) as exc:
+            await self.finish(call, "system", f"transfer failed ({exc or 'no answer'})")
+            return
+        call.bridge_id = await self.pbx.create_bridge()
+        await self.pbx.add_to_bridge(call.bridge_id, [call.customer, channel_id])
+        call.state = "talking"
+        call.answered_at = datetime.now(UTC)
 
     def _moh_class(self, queue_id: str) -> str:
         queue = self.acd.config.queues.get(queue_id)
         return queue.music_on_hold if queue else "default"
 
-    async def _enqueue(self, call: CallSession, queue_id: str) -> None:
-        """Hand the call to the ACD; it may reserve an agent at once (``_on_offer``)."""
+    async def _enqueue(self, call: CallSession, queue_id: str, *, skills: Mapping[str, int] | None = None,
+                       priority: int = 0, language: str | None = None) -> None:
+        """Hand the call to the ACD with what the IVR decided; it may reserve an agent at once."""
         if not self.acd.is_open(queue_id, datetime.now(UTC)):
             queue = self.acd.config.queues.get(queue_id)
             if queue is not None and queue.when_closed == "voicemail":
                 call.queue_id = queue_id
-                await self._take_message(call, "closed")
+                await self._take_message(call, "closed", mailbox=queue_id, limit=queue.voicemail_max)
             else:
                 await self._apologise_and_end(call, "closed", f"queue {queue_id} is closed")
             return
@@ -248,8 +292,12 @@ class InboundApp:
         await self.pbx.start_moh(call.customer, self._moh_class(queue_id))
         if call.finished:
             return
-        self.acd.enqueue(call.id, queue_id, caller=call.caller_number,
-                         entered=lambda position: self.emit(CallQueued(queue=queue_id, position=position), call))
+        learned = call.ivr or {}
+        customer = Customer(segment=_str(learned.get("segment")), language=language or _str(learned.get("language")),
+                            risk=_str(learned.get("risk")))
+        self.acd.enqueue(call.id, queue_id, customer, caller=call.caller_number,
+                         entered=lambda position: self.emit(CallQueued(queue=queue_id, position=position), call),
+                         extra_skills=skills, priority_boost=priority)
 
     def _on_expire(self, call_id: str) -> None:
         call = self.sessions.get(call_id)
@@ -259,25 +307,29 @@ class InboundApp:
     def _on_take_message(self, call_id: str, reason: MessageReason) -> None:
         call = self.sessions.get(call_id)
         if call is not None and call.state == "queued":  # the journey task is over: this one takes its place
-            call.task = self._spawn(self._take_message(call, reason), f"voicemail-{call_id}")
+            queue = self.acd.config.queues.get(call.queue_id or "")
+            limit = float(queue.voicemail_max) if queue is not None else 120.0
+            call.task = self._spawn(self._take_message(call, reason, mailbox=call.queue_id or "general",
+                                                       limit=limit), f"voicemail-{call_id}")
 
-    async def _take_message(self, call: CallSession, reason: MessageReason) -> None:
-        """Voicemail: the caller leaves the queue, hears the prompt and a tone, and
-        is recorded until they press # or hang up (or the queue's limit passes)."""
+    async def _take_message(self, call: CallSession, reason: MessageReason, *, mailbox: str, limit: float,
+                            prompt: str | None = "voicemail") -> None:
+        """Voicemail, from a queue (overflow, maximum wait, closed hours) or an IVR
+        ending: the caller leaves the queue, hears the prompt and a tone, and is
+        recorded until they press # or hang up (or ``limit`` seconds pass)."""
         if call.state == "queued":
             self.acd.abandon(call.id)
             with contextlib.suppress(PbxError):
                 await self.pbx.stop_moh(call.customer)
         call.state = "voicemail"
         day = datetime.now(UTC).strftime("%Y/%m/%d")
-        call.message = VoiceMessage(reason, self.recordings_dir / "voicemail" / day / f"{call.id}.wav")
+        call.message = VoiceMessage(reason, mailbox, self.voicemail_dir / mailbox / day / f"{call.id}.wav")
         call.message.path.parent.mkdir(parents=True, exist_ok=True)
-        queue = self.acd.config.queues.get(call.queue_id or "")
-        limit = float(queue.voicemail_max if queue is not None else 120)
         while not call.digits.empty():
             call.digits.get_nowait()
         try:
-            await self._play_and_wait(call, f"{self.prompts['voicemail']},sound:beep")
+            media = "sound:beep" if prompt is None else f"{self.prompts[prompt]},sound:beep"
+            await self._play_and_wait(call, media)
             if call.finished:
                 return
             await self.pbx.start_recording(call.customer, str(call.message.path))
@@ -344,6 +396,9 @@ class InboundApp:
         if call is not None and call.state == "queued":
             self._spawn(self._offer_callback(call), f"callback-offer-{call_id}")
 
+    async def play_and_wait(self, call: CallSession, media: str, limit: float = 30.0) -> None:
+        await self._play_and_wait(call, media, limit)
+
     async def _play_and_wait(self, call: CallSession, media: str, limit: float = 30.0) -> None:
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         playback_id = str(uuid.uuid4())
@@ -372,11 +427,18 @@ class InboundApp:
             with contextlib.suppress(PbxError):
                 await self.pbx.start_moh(call.customer, self._moh_class(call.queue_id or ""))
             return
+        await self._accept_callback(call)
+
+    async def _accept_callback(self, call: CallSession, thanks: bool = True) -> None:
         call.callback, call.state = True, "callback"
         self.acd.keep_place_for_callback(call.id)
         self.emit(CallCallbackRequested(queue=call.queue_id or "", position=self.acd.position(call.id)), call)
-        with contextlib.suppress(PbxError, asyncio.TimeoutError):
-            await self._play_and_wait(call, self.prompts["callback_thanks"])
+        if thanks:
+            with contextlib.suppress(PbxError, asyncio.TimeoutError):
+                await self._play_and_wait(call, self.prompts["callback_thanks"])
+        else:
+            with contextlib.suppress(PbxError):
+                await self.pbx.stop_moh(call.customer)
         if call.state == "callback":
             with contextlib.suppress(PbxError):
                 await self.pbx.hangup(call.customer)
@@ -417,12 +479,14 @@ class InboundApp:
         call.agent_id, call.agent_channel = agent_id, channel_id
         call.agent_answered = asyncio.get_running_loop().create_future()
         self.by_channel[channel_id] = call
-        self.emit(CallAgentOffered(queue=reservation.queue_id, agent_id=agent_id, channel_id=channel_id), call)
+        self.emit(CallAgentOffered(queue=reservation.queue_id, agent_id=agent_id, channel_id=channel_id,
+                                   intent=call.intent, ivr=call.ivr), call)
         self.acd.ringing(reservation)
         try:
             await self.pbx.originate(OriginateRequest(
                 endpoint=self.agent_dial.format(agent=agent_id), app_args=("agent", call.id),
-                caller_id=call.caller_number, timeout=self.flow.ring_timeout, channel_id=channel_id))
+                caller_id=call.caller_number, timeout=self.flow.ring_timeout, channel_id=channel_id,
+                variables=self._screen_variables(call)))
             await asyncio.wait_for(call.agent_answered, self.flow.ring_timeout + 5)
         except (TimeoutError, PbxError) as exc:
             await self._agent_missed(call, reservation, str(exc) or "no answer")
@@ -437,6 +501,20 @@ class InboundApp:
             if not call.finished:
                 log.warning("call %s: bridging failed (%s)", call.id, exc)
                 await self.finish(call, "system", str(exc))
+
+    @staticmethod
+    def _screen_variables(call: CallSession) -> dict[str, str]:
+        """What the IVR learned, on the agent's leg for desktop integrations (ARI channel variables)."""
+        learned = call.ivr or {}
+        out = {"CCENGINE_CALL_ID": call.id}
+        if call.intent:
+            out["CCENGINE_INTENT"] = call.intent
+        customer = lookup(learned, "customer.id")
+        if customer:
+            out["CCENGINE_CUSTOMER_ID"] = str(customer)
+        if learned.get("authenticated"):
+            out["CCENGINE_AUTHENTICATED"] = "1"
+        return out
 
     async def _agent_missed(self, call: CallSession, reservation: Reservation, cause: str) -> None:
         """Ring-no-answer: the ACD pauses the agent and puts the call back at its original place."""
@@ -555,18 +633,22 @@ class InboundApp:
             return
         call.finished = True
         state, call.state = call.state, "ended"
+        if state == "ivr":
+            self.ivr.abandon(call)
         if call.task is not None and call.task is not asyncio.current_task():
             call.task.cancel()
         if call.agent_answered is not None and not call.agent_answered.done():
             call.agent_answered.cancel()
         talk = (datetime.now(UTC) - call.answered_at).total_seconds() if call.answered_at else None
+        if call.transfer_answered is not None and not call.transfer_answered.done():
+            call.transfer_answered.cancel()
         if state in ("connecting", "talking") and call.agent_id:
             self.acd.finished(call.agent_id, call.id, talk)
         elif state != "ivr":
             self.acd.abandon(call.id)
         message = call.message
         if message is not None and message.started_mono is not None:
-            self.emit(CallVoicemailLeft(queue=call.queue_id or "", reason=message.reason,
+            self.emit(CallVoicemailLeft(mailbox=message.mailbox, reason=message.reason,
                                         path=str(message.path),
                                         duration_seconds=round(time.monotonic() - message.started_mono, 3)),
                       call)
@@ -580,9 +662,12 @@ class InboundApp:
             with contextlib.suppress(PbxError):
                 await self.pbx.destroy_bridge(call.bridge_id)
         if disposition is None:
-            disposition = {"talking": "completed", "ivr": "ivr_hangup"}.get(state, "abandoned")
+            disposition = {"talking": "completed", "ivr": "ivr_hangup", "voicemail": "voicemail"}.get(state,
+                                                                                                     "abandoned")
             if (ended_by == "pbx" and state != "talking") or (ended_by == "agent" and state == "connecting"):
                 disposition = "failed"
+            if call.transfer_answered is not None and state == "talking":
+                disposition = "transferred"
         self.emit(CallEnded(disposition=disposition, ended_by=ended_by, cause=cause[:120],
                             talk_seconds=round(talk, 3) if talk is not None else None), call)
         if call.recording_id:
@@ -676,6 +761,10 @@ class InboundApp:
             CallEnded(disposition=disposition, ended_by="pbx",
                       cause="ended while the engine was not connected"),
             call_id=row.id, agent_id=row.agent_id, queue=row.queue))
+
+
+def _str(value: Any) -> str | None:
+    return str(value) if value not in (None, "") else None
 
 
 def wav_stats(path: Path) -> tuple[float | None, int | None]:

@@ -111,6 +111,16 @@ class FlowSettings(_Strict):
         return menu
 
 
+class IvrSettings(_Strict):
+    """The IVR tree callers walk before the ACD, and the customer directory its data dips call."""
+
+    tree: Path | None = Field(None, description="IVR tree file (see config/ivr/); unset = the flow menu as a tree")
+    directory_url: str | None = Field(None, description="base URL of the customer directory / core banking "
+                                                        "HTTP API (e.g. `ccengine ivr directory`)")
+    voice: dict[str, str] = Field(default_factory=lambda: {"en": "en-us", "zh": "cmn", "es": "es", "fr": "fr"},
+                                  description="language → espeak-ng voice for generated prompts")
+
+
 class AcdSettings(_Strict):
     queues: Path = Field(Path("queues.yaml"), description="queue/agent definitions: a file or a folder")
     not_ready_reasons: tuple[str, ...] = Field(
@@ -128,6 +138,7 @@ class Settings(_Strict):
     flow: FlowSettings = FlowSettings()
     acd: AcdSettings = AcdSettings()
     recording: RecordingSettings = RecordingSettings()
+    ivr: IvrSettings = IvrSettings()
     http_port: Port = 8080
     api: ApiSettings = ApiSettings()
 
@@ -150,6 +161,7 @@ class Settings(_Strict):
             ),
             "acd": self.acd.model_copy(update={"queues": anchor(self.acd.queues)}),
             "recording": self.recording.model_copy(update={"vault_dir": anchor(self.recording.vault_dir)}),
+            "ivr": self.ivr.model_copy(update={"tree": anchor(self.ivr.tree) if self.ivr.tree else None}),
             "lab": self.lab.model_copy(update={
                 "chroot_dir": anchor(self.lab.chroot_dir),
                 "state_dir": anchor(self.lab.state_dir),

@@ -32,6 +32,9 @@ from .control import serve as serve_control
 from .control import socket_path
 from .core.bus import EventBus
 from .core.events import EnginePbxLink, EngineResynced, Event
+from .ivr.connectors import Directory, HttpDirectory, NoDirectory
+from .ivr.prompts import PromptCache
+from .ivr.registry import TreeRegistry
 from .pbx.asterisk.adapter import AsteriskAdapter
 from .pbx.protocol import (
     ChannelEntered,
@@ -78,7 +81,13 @@ class Engine:
         # queue definitions are validated before anything starts: a bad file stops the engine
         self.acd = Acd(load_queue_config(settings.acd.queues), self.bus.publish,
                        rona_pause=settings.acd.rona_pause)
-        self._check_menu()
+        if settings.ivr.tree is None:
+            self._check_menu()
+        # the IVR tree is checked against the queues: a bad tree stops the engine
+        self.ivr = TreeRegistry(settings.ivr.tree, settings.flow, lambda: self.acd.config.queues)
+        self.directory: Directory = (HttpDirectory(settings.ivr.directory_url) if settings.ivr.directory_url
+                                     else NoDirectory())
+        self.prompt_cache = PromptCache(settings.paths.sounds_dir, settings.ivr.voice)
         self.app: InboundApp | None = None
         self.supervision = Supervision(self.pbx, settings.pbx.agent_dial)
         self._dispatcher: asyncio.Task[None] | None = None
@@ -102,6 +111,16 @@ class Engine:
             return False
         self.acd.reload(config)
         self.acd.login_all()  # until agents log in through the API, configured agents are logged in
+        return self.reload_ivr()
+
+    def reload_ivr(self) -> bool:
+        """New callers get the new tree; callers in the IVR finish on the version they started."""
+        if not self.ivr.reload():
+            return False
+        try:
+            self.prompt_cache.warm(self.ivr.tree)
+        except Exception:  # speech is regenerated on demand if warming fails
+            log.exception("IVR prompts could not be generated in advance")
         return True
 
     def prompts(self) -> dict[str, str]:
@@ -119,11 +138,17 @@ class Engine:
         await asyncio.to_thread(upgrade, settings.database.url)
         settings.paths.recordings_dir.mkdir(parents=True, exist_ok=True)
         prompts = await asyncio.to_thread(self.prompts)
+        try:
+            await asyncio.to_thread(self.prompt_cache.warm, self.ivr.tree)
+        except Exception:  # speech is generated on demand if warming fails
+            log.exception("IVR prompts could not be generated in advance")
         await asyncio.to_thread(self._seed_affinity)
         self.app = InboundApp(self.pbx, self.bus, settings.flow, self.acd, agent_dial=settings.pbx.agent_dial,
                               customer_dial=settings.pbx.customer_dial, prompts=prompts,
                               recordings_dir=settings.paths.recordings_dir,
-                              vault=Vault(settings.recording.vault_dir) if settings.recording.seal else None)
+                              vault=Vault(settings.recording.vault_dir) if settings.recording.seal else None,
+                              ivr=self.ivr, directory=self.directory, prompt_cache=self.prompt_cache,
+                              voicemail_dir=settings.paths.state_dir / "voicemail")
         self.writer.start()
         await self.pbx.start()
         self._dispatcher = asyncio.create_task(self._dispatch(), name="engine-dispatcher")
@@ -136,6 +161,7 @@ class Engine:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
         await self.pbx.close()
+        await self.directory.close()
         await self.writer.close()
         self.db.dispose()
 
@@ -168,6 +194,8 @@ class Engine:
                 app.on_agent_answered(event.channel)
             elif role == "callback":
                 app.on_callback_answered(event.channel)
+            elif role == "transfer":
+                app.on_transfer_answered(event.channel)
             else:
                 app.on_customer(event.channel)
         elif isinstance(event, ChannelHungUp | ChannelLeft) and self.supervision.owns(event.channel_id):

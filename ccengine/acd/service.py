@@ -11,13 +11,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
 
 from ..core.events import AgentStateChanged, CallOverflowed, Event
-from .definitions import Customer, QueueConfig
+from .definitions import ContactNeeds, Customer, QueueConfig
 from .router import AgentState, ContactState, Reservation, Router, RoutingError
 from .router import QueuePolicy as Policy
 
@@ -27,7 +27,7 @@ Offer = Callable[[Reservation], None]
 Announce = Callable[[str, int, float | None], None]  # call id, position, estimated wait
 OfferCallback = Callable[[str], None]  # call id
 Expire = Callable[[str], None]  # call id: waited past the queue's max_wait, end the call
-MessageReason = Literal["overflow", "max_wait", "closed"]
+MessageReason = Literal["overflow", "max_wait", "closed", "ivr"]
 TakeMessage = Callable[[str, MessageReason], None]  # call id, why: send the caller to voicemail
 
 
@@ -41,6 +41,8 @@ class Waiting:
     callback_offered: bool = False
     callback: bool = False  # the caller hung up to be called back; the place is kept
     expired: bool = False  # max_wait handled
+    extra_skills: Mapping[str, int] = field(default_factory=dict)  # from the IVR (intent-specific)
+    priority_boost: int = 0  # from the IVR
 
 
 @dataclass
@@ -187,17 +189,22 @@ class Acd:
         self._last_agent[caller] = (agent_id, self.clock() - seconds_ago)
 
     def enqueue(self, call_id: str, queue_id: str, customer: Customer | None = None,
-                entered: Callable[[int], None] = lambda _position: None, caller: str = "") -> None:
+                entered: Callable[[int], None] = lambda _position: None, caller: str = "", *,
+                extra_skills: Mapping[str, int] | None = None, priority_boost: int = 0) -> None:
         """Route a new call. ``entered(position)`` runs before any agent is offered the call, so
-        the queue entry is recorded before the reservation it may cause (position 0 = agent found)."""
+        the queue entry is recorded before the reservation it may cause (position 0 = agent found).
+        ``extra_skills`` and ``priority_boost`` come from the IVR (what the caller needs) and stay
+        with the call through overflows."""
         customer = customer or Customer()
-        needs = self.config.needs(queue_id, customer)
         now = self.clock()
         queue = self.config.queues[queue_id]
         first = queue.announcements.first_after if (queue.announcements.position
                                                      or queue.announcements.estimated_wait) else None
-        self.waiting[call_id] = Waiting(call_id, queue_id, now, customer,
-                                        now + first if first is not None else None)
+        waiting = self.waiting[call_id] = Waiting(call_id, queue_id, now, customer,
+                                                  now + first if first is not None else None,
+                                                  extra_skills=dict(extra_skills or {}),
+                                                  priority_boost=priority_boost)
+        needs = self._needs(queue_id, waiting)
         last_agent, last_at = self._last_agent.get(caller, (None, None)) if caller else (None, None)
         if caller:
             self._caller_of[call_id] = caller
@@ -206,6 +213,15 @@ class Acd:
                                             last_agent_at=last_at)
         entered(0 if offer is not None else self.position(call_id))
         self._offer_all(offer)
+
+    def _needs(self, queue_id: str, waiting: Waiting) -> ContactNeeds:
+        needs = self.config.needs(queue_id, waiting.customer)
+        if not waiting.extra_skills and not waiting.priority_boost:
+            return needs
+        skills = dict(needs.required_skills)
+        for skill, level in waiting.extra_skills.items():
+            skills[skill] = max(level, skills.get(skill, 0))
+        return ContactNeeds(queue_id, needs.priority + waiting.priority_boost, skills, needs.rules)
 
     def position(self, call_id: str) -> int:
         waiting = self.waiting.get(call_id)
@@ -366,7 +382,7 @@ class Acd:
                 return True
             target = rule.queue
             assert target is not None  # validated: action 'queue' names one
-            needs = self.config.needs(target, waiting.customer)
+            needs = self._needs(target, waiting)
             self._publish(Event.of(CallOverflowed(from_queue=waiting.queue_id, to_queue=target,
                                                   waited_seconds=round(waited, 3)),
                                    call_id=waiting.call_id, queue=target))

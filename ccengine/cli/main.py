@@ -388,9 +388,10 @@ def _register_domain_groups() -> None:
     from ..audit.cli import audit
     from ..dialer.campaign_cli import campaign
     from ..dialer.cli import dialer
+    from ..ivr.cli import ivr
     from ..recording.cli import recordings
 
-    for group in (queues, dialer, campaign, recordings, audit):
+    for group in (queues, dialer, campaign, recordings, audit, ivr):
         main.add_command(group)
     from ..api.cli import events_tail, tokens, users
 

@@ -41,6 +41,53 @@ class CallMenuSelected(Payload):
     fallback: bool = False
 
 
+class CallIvrStarted(Payload):
+    """The caller entered an IVR tree; ``version`` tells tree versions apart across hot reloads."""
+
+    TYPE = "call.ivr_started"
+    tree: str
+    tree_version: str
+
+
+class CallIvrStep(Payload):
+    """The caller left an IVR node by ``exit`` (a choice, next, fallback, timeout, hangup = drop-off, end).
+    Never carries what the caller typed."""
+
+    TYPE = "call.ivr_step"
+    tree: str
+    tree_version: str
+    node: str
+    kind: str
+    exit: str
+    attempts: int = 1
+
+
+class CallSecureInput(Payload):
+    """A window during which the caller typed secure digits (PIN, card number): recordings mask it."""
+
+    TYPE = "call.secure_input"
+    node: str
+    started_at: datetime
+    ended_at: datetime
+
+
+class CallIvrFinished(Payload):
+    """The IVR is done with the caller: ``outcome`` served (self-service, no agent), routed, callback,
+    voicemail, transfer, hangup (the tree hung up unserved) or abandoned (the caller left).
+    ``learned`` is what the IVR found out (language, customer, account, intent...), never secure input."""
+
+    TYPE = "call.ivr_finished"
+    tree: str
+    tree_version: str
+    outcome: Literal["served", "routed", "callback", "voicemail", "transfer", "hangup", "abandoned"]
+    node: str
+    queue: str | None = None
+    intent: str | None = None
+    skills: dict[str, int] = Field(default_factory=dict)
+    priority: int = 0
+    learned: dict[str, Any] = Field(default_factory=dict)
+
+
 class CallQueued(Payload):
     TYPE = "call.queued"
     queue: str
@@ -116,12 +163,13 @@ class RecordingResumed(Payload):
 
 
 class CallVoicemailLeft(Payload):
-    """The caller left a message instead of waiting for an agent (queue overflow,
-    maximum wait or closed hours). ``path`` is the recording of the message."""
+    """The caller left a message: instead of waiting for an agent (queue overflow, maximum wait,
+    closed hours; ``mailbox`` is the queue) or at an IVR voicemail ending (its mailbox).
+    ``path`` is the recording of the message."""
 
     TYPE = "call.voicemail_left"
-    queue: str
-    reason: Literal["overflow", "max_wait", "closed"]
+    mailbox: str
+    reason: Literal["overflow", "max_wait", "closed", "ivr"]
     path: str
     duration_seconds: float
 
@@ -140,6 +188,8 @@ class CallAgentOffered(Payload):
     queue: str
     agent_id: str
     channel_id: str
+    intent: str | None = None  # from the IVR, for the agent's screen
+    ivr: dict[str, Any] | None = None  # what the IVR learned, so the caller never repeats it
 
 
 class CallAgentNoAnswer(Payload):
@@ -180,7 +230,8 @@ class CallEnded(Payload):
     """The call is over. ``disposition``: how it ended from the center's point of view."""
 
     TYPE = "call.ended"
-    disposition: Literal["completed", "abandoned", "ivr_hangup", "closed", "timed_out", "voicemail", "failed"]
+    disposition: Literal["completed", "abandoned", "ivr_hangup", "closed", "timed_out", "failed", "self_served",
+                         "voicemail", "transferred"]
     ended_by: Literal["customer", "agent", "system", "pbx"]
     cause: str = ""
     talk_seconds: float | None = None
@@ -213,7 +264,8 @@ class EngineResynced(Payload):
 
 PAYLOADS: dict[str, type[Payload]] = {
     cls.TYPE: cls
-    for cls in (CallOffered, CallMenuSelected, CallQueued, CallOverflowed, CallAnnounced, CallCallbackRequested,
+    for cls in (CallOffered, CallMenuSelected, CallIvrStarted, CallIvrStep, CallSecureInput, CallIvrFinished,
+                CallQueued, CallOverflowed, CallAnnounced, CallCallbackRequested,
                 CallCallbackDialed, CallVoicemailLeft, CallAgentOffered,
                 CallAgentNoAnswer, CallAnswered, CallBridged, CallRecordingStarted, CallRecordingStopped,
                 CallRecordingSealed, RecordingTamperAttempt, RecordingFailed, RecordingResumed, CallEnded,

@@ -15,7 +15,7 @@ from .lab import ROOT
 
 
 def write_engine_config(workdir: Path, *, queues: Path, flow: dict[str, Any] | None = None,
-                        acd: dict[str, Any] | None = None) -> Path:
+                        acd: dict[str, Any] | None = None, ivr: dict[str, Any] | None = None) -> Path:
     """The lab settings with state under ``workdir`` (which must be inside the bind-mounted var/)."""
     settings = yaml.safe_load(DEFAULT_CONFIG.read_text())
     settings["database"] = {"url": f"sqlite:///{workdir / 'ccengine.db'}"}
@@ -27,6 +27,8 @@ def write_engine_config(workdir: Path, *, queues: Path, flow: dict[str, Any] | N
     settings["acd"].update(acd or {})
     settings["flow"].update(flow or {})
     settings["http_port"] = _free_port()  # the API: engines of parallel runs must not share a port
+    if ivr:
+        settings["ivr"] = {**settings.get("ivr", {}), **ivr}
     path = workdir / "ccengine.yaml"
     path.write_text(yaml.safe_dump(settings))
     return path

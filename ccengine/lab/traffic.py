@@ -24,6 +24,22 @@ class Customer:
     patience: float = 60.0
     press: str = ""  # pressed ``press_after`` seconds after ``digit`` (e.g. "1" to accept a callback)
     press_after: float | None = None
+    script: str = ""  # DTMF script sent before ``digit`` (see :func:`dtmf_script`)
+
+
+def dtmf_script(*parts: str | float) -> str:
+    """A DTMF script for the peer's SendDTMF: strings are keys, numbers are pauses in seconds
+    (rounded to half seconds), e.g. ``dtmf_script("1", 2, "12345678#")``."""
+    out = []
+    for part in parts:
+        if isinstance(part, str):
+            if any(ch not in "0123456789*#ABCD" for ch in part):
+                raise ValueError(f"not DTMF keys: {part!r}")
+            out.append(part)
+        else:
+            halves = max(0, round(part * 2))
+            out.append("W" * (halves // 2) + "w" * (halves % 2))
+    return "".join(out)
 
 
 class PeerDriver:
@@ -52,6 +68,7 @@ class PeerDriver:
             "Timeout": "30000", "Async": "true",
             "Variable": [f"PROMPT_WAIT={customer.prompt_wait:.1f}", f"DIGIT={customer.digit}",
                          f"PATIENCE={customer.patience:.0f}", f"PRESS={customer.press}",
+                         f"SCRIPT={customer.script}",
                          f"PRESS_AFTER={'' if customer.press_after is None else f'{customer.press_after:.1f}'}"],
         })
 

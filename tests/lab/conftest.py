@@ -49,7 +49,8 @@ class EngineProcess:
     """`ccengine run` in a subprocess with a private database and recordings folder."""
 
     def __init__(self, workdir: Path, agents: int, extra_flow: dict[str, object] | None = None,
-                 queues: str | None = None, acd: dict[str, object] | None = None):
+                 queues: str | None = None, acd: dict[str, object] | None = None,
+                 ivr: dict[str, object] | None = None):
         self.workdir = workdir
         flow = dict(extra_flow or {})
         if queues is None:
@@ -58,7 +59,7 @@ class EngineProcess:
         else:
             queues_file = self.queues_file = workdir / "queues.yaml"
             self.queues_file.write_text(queues)
-        self.config = write_engine_config(workdir, queues=queues_file, flow=flow, acd=acd)
+        self.config = write_engine_config(workdir, queues=queues_file, flow=flow, acd=acd, ivr=ivr)
         self.settings: Settings = load_settings(self.config)
         self.db: Engine = make_engine(self.settings.database.url)
         self.proc: subprocess.Popen[bytes] | None = None
@@ -136,8 +137,8 @@ def engine_factory(lab: Lab, workdir: Path) -> Iterator[object]:
     started: list[EngineProcess] = []
 
     def make(agents: int = 2, *, queues: str | None = None, acd: dict[str, object] | None = None,
-             **flow: object) -> EngineProcess:
-        proc = EngineProcess(workdir, agents, flow, queues, acd)
+             ivr: dict[str, object] | None = None, **flow: object) -> EngineProcess:
+        proc = EngineProcess(workdir, agents, flow, queues, acd, ivr)
         started.append(proc)
         return proc
 

@@ -255,8 +255,8 @@ agents:
     assert calls["5559103"].disposition == "voicemail"
     messages = {e.call_id: e.data for e in engine.events("call.voicemail_left")}
     overflow, closed = messages[calls["5559102"].id], messages[calls["5559103"].id]
-    assert overflow["reason"] == "overflow" and overflow["queue"] == "general"
-    assert closed["reason"] == "closed" and closed["queue"] == "cards"
+    assert overflow["reason"] == "overflow" and overflow["mailbox"] == "general"
+    assert closed["reason"] == "closed" and closed["mailbox"] == "cards"
     for message in (overflow, closed):
         assert message["duration_seconds"] > 1.0
         with wave.open(message["path"]) as wav:  # the caller's audio (their hold music) is in the file

@@ -1,0 +1,1 @@
+"""IVR trees: model and validation, a pure interpreter, connectors, graphs and statistics."""
