@@ -18,7 +18,7 @@ import logging
 import time
 import uuid
 import wave
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -42,6 +42,7 @@ from ccengine.core.events import (
     CallQueued,
     CallRecordingStarted,
     CallRecordingStopped,
+    Direction,
     Event,
     Payload,
 )
@@ -101,6 +102,10 @@ class InboundApp:
         self.playbacks: dict[str, asyncio.Future[None]] = {}
         self.recording: dict[str, CallSession] = {}  # recorded channel → call, until the file is closed
         self._background: set[asyncio.Task[None]] = set()
+        # Optional observers of the connected call (the engine's audio tap): (call, queue, agent, channels by
+        # direction) once caller and agent are bridged, and the call id when it ends. Must not block.
+        self.on_connected: Callable[[str, str | None, str | None, dict[Direction, str]], None] | None = None
+        self.on_finished: Callable[[str], None] | None = None
 
     # -- events out ------------------------------------------------------------------------------
     def emit(self, payload: Payload, call: CallSession | None = None, agent_id: str | None = None) -> None:
@@ -346,6 +351,7 @@ class InboundApp:
         self.emit(CallAnswered(queue=reservation.queue_id, agent_id=reservation.agent_id,
                                wait_seconds=round(time.monotonic() - call.queued_mono, 3)), call)
         self.emit(CallBridged(bridge_id=call.bridge_id, agent_channel_id=call.agent_channel), call)
+        self._connected(call)
         await self._record(call)
 
     async def _connect(self, call: CallSession, reservation: Reservation) -> None:
@@ -409,7 +415,13 @@ class InboundApp:
         self.emit(CallAnswered(queue=reservation.queue_id, agent_id=reservation.agent_id,
                                wait_seconds=round(time.monotonic() - call.queued_mono, 3)), call)
         self.emit(CallBridged(bridge_id=call.bridge_id, agent_channel_id=call.agent_channel), call)
+        self._connected(call)
         await self._record(call)
+
+    def _connected(self, call: CallSession) -> None:
+        if self.on_connected is not None and call.agent_channel:
+            self.on_connected(call.id, call.queue_id, call.agent_id,
+                              {"customer": call.customer, "agent": call.agent_channel})
 
     async def _record(self, call: CallSession) -> None:
         day = datetime.now(UTC).strftime("%Y/%m/%d")
@@ -450,6 +462,8 @@ class InboundApp:
                 disposition = "failed"
         self.emit(CallEnded(disposition=disposition, ended_by=ended_by, cause=cause[:120],
                             talk_seconds=round(talk, 3) if talk is not None else None), call)
+        if self.on_finished is not None:
+            self.on_finished(call.id)
         if call.recording_id:
             await self._close_recording(call)
         self.sessions.pop(call.id, None)

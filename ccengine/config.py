@@ -119,6 +119,8 @@ class Settings(_Strict):
     lab: LabSettings = LabSettings()
     flow: FlowSettings = FlowSettings()
     acd: AcdSettings = AcdSettings()
+    analytics: Path | None = Field(None, description="call audio analytics (e.g. config/analytics.yaml); "
+                                   "unset: no call is tapped")
     http_port: Port = 8080
 
     def resolved(self, base: Path) -> Settings:
@@ -139,6 +141,7 @@ class Settings(_Strict):
                 sounds_dir=anchor(self.paths.sounds_dir),
             ),
             "acd": self.acd.model_copy(update={"queues": anchor(self.acd.queues)}),
+            "analytics": anchor(self.analytics) if self.analytics is not None else None,
             "lab": self.lab.model_copy(update={
                 "chroot_dir": anchor(self.lab.chroot_dir),
                 "state_dir": anchor(self.lab.state_dir),

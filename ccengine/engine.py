@@ -15,6 +15,7 @@ import gc
 import logging
 import os
 import signal
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -25,6 +26,8 @@ from ari_apps.inbound import InboundApp
 
 from .acd.definitions import load_queue_config
 from .acd.service import Acd
+from .audio.config import load_analytics
+from .audio.service import AudioAnalytics
 from .config import Settings
 from .control import make_app as make_control
 from .control import serve as serve_control
@@ -73,6 +76,9 @@ class Engine:
         self.acd = Acd(load_queue_config(settings.acd.queues), self.bus.publish,
                        rona_pause=settings.acd.rona_pause)
         self._check_menu()
+        # call audio analytics only when configured; a bad analytics file stops the engine like a bad queue file
+        self.analytics = (AudioAnalytics(load_analytics(settings.analytics), self.pbx, self.bus.publish)
+                          if settings.analytics is not None else None)
         self.app: InboundApp | None = None
         self._dispatcher: asyncio.Task[None] | None = None
         self._ticker: asyncio.Task[None] | None = None
@@ -116,6 +122,10 @@ class Engine:
         self.app = InboundApp(self.pbx, self.bus, settings.flow, self.acd, agent_dial=settings.pbx.agent_dial,
                               customer_dial=settings.pbx.customer_dial, prompts=prompts,
                               recordings_dir=settings.paths.recordings_dir)
+        if self.analytics is not None:
+            await self.analytics.start()
+            self.app.on_connected = self.analytics.call_connected
+            self.app.on_finished = self.analytics.call_ended
         self.writer.start()
         await self.pbx.start()
         self._dispatcher = asyncio.create_task(self._dispatch(), name="engine-dispatcher")
@@ -127,6 +137,8 @@ class Engine:
             if task:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
+        if self.analytics is not None:
+            await self.analytics.stop()
         await self.pbx.close()
         await self.writer.close()
         self.db.dispose()
@@ -150,6 +162,8 @@ class Engine:
     async def _handle(self, event: PbxEvent) -> None:
         app = self.app
         assert app is not None
+        if self._is_tap_channel(event):
+            return
         if isinstance(event, ChannelEntered):
             role = event.channel.app_args[0] if event.channel.app_args else "inbound"
             if role == "agent":
@@ -175,6 +189,16 @@ class Engine:
         elif isinstance(event, PbxDisconnected):
             self.bus.publish(Event.of(EnginePbxLink(link=event.link, up=False, reason=event.reason)))
 
+    def _is_tap_channel(self, event: PbxEvent) -> bool:
+        """The audio tap's snoop/externalMedia channels are not calls: the call flow never sees them."""
+        if self.analytics is None:
+            return False
+        if isinstance(event, ChannelEntered):
+            return self.analytics.owns(event.channel.id)
+        if isinstance(event, (ChannelHungUp, ChannelLeft)):
+            return self.analytics.owns(event.channel_id)
+        return False
+
     async def resync(self) -> None:
         """Reconcile with the PBX; must run after every ARI (re)connect."""
         app = self.app
@@ -186,6 +210,9 @@ class Engine:
         except PbxError as exc:
             log.error("resync failed: %s", exc)
             return
+        if self.analytics is not None:  # live taps are not strangers to hang up
+            analytics = self.analytics
+            snapshot = replace(snapshot, channels=tuple(c for c in snapshot.channels if not analytics.owns(c.id)))
         stored = await asyncio.to_thread(self._open_calls)
         recovered, closed = await app.reconcile(snapshot, stored)
         self.acd.login_all()
