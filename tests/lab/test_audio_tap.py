@@ -51,6 +51,7 @@ class Script:
     customer: list[Pcm] = field(default_factory=lambda: [silence(LEAD_S)])
     talk: dict[str, float] = field(default_factory=lambda: {"agent": 0.0, "customer": 0.0})
     silences: list[float] = field(default_factory=list)  # script time of each planned silence's start
+    turns: list[tuple[str, float, float]] = field(default_factory=list)  # (who, start, seconds)
     t: float = LEAD_S
 
     def say(self, who: str, line: str, gap: float = 0.6, voice: str | None = None,
@@ -58,6 +59,7 @@ class Script:
         pcm = say(line, voice or (AGENT_VOICE if who == "agent" else CUSTOMER_VOICE), **(prosody or {}))
         seconds = len(pcm) / RATE
         self.talk[who] += seconds
+        self.turns.append((who, self.t, seconds))
         mine, other = (self.agent, self.customer) if who == "agent" else (self.customer, self.agent)
         mine += [pcm, silence(gap)]
         other.append(silence(seconds + gap))
@@ -199,3 +201,47 @@ async def test_scripted_calls_give_talk_time_silence_agitation_disclosure_and_ca
     for needle in needles:
         assert needle not in dump and needle not in log_text, needle
     assert not [c for c in await pbx_channels(lab) if str(c.get("name", "")).startswith(("Snoop/", "UnicastRTP/"))]
+
+
+def rms_db(pcm: Pcm) -> float:
+    x = pcm.astype(np.float64) / 32768.0
+    return float(10 * np.log10(np.mean(x * x) + 1e-12))
+
+
+async def test_overloaded_analysers_drop_and_count_frames_call_and_recording_intact(  # type: ignore[no-untyped-def]
+        engine_factory, peer, lab):
+    engine = engine_factory(agents=1)
+    # every 20 ms of audio costs the analysers 30 ms: they must fall behind, whatever the machine
+    with_analytics(engine, "codec: slin\nqueue_frames: 10\noverload_drill_s: 0.03\n"
+                           "default: {analysers: [vad, agitation]}\n")
+    engine.start()
+    script = (Script()
+              .say("agent", "Good morning, thank you for calling. How can I help you today?")
+              .say("customer", "Hello. I would like to check the balance of my savings account.")
+              .say("agent", "Of course. Your balance is two thousand and forty dollars."))
+    await place(peer, script, engine.workdir / "scripts", "5558201")
+    await engine.wait_for(summaries_for(engine, 1), 60, "the call's analytics summary")
+    await engine.wait_for(lambda: engine.count_events("call.recording_stopped") >= 1, 10, "the recording")
+
+    [call] = engine.calls()
+    assert call.disposition == "completed" and call.ended_by == "agent"
+    [summary] = [e.data for e in engine.events("call.analytics.summary")]
+    assert summary["frames"] > 0 and summary["dropped_frames"] > 0.2 * summary["frames"], summary
+    # the call lasted as scripted: the agent hung up at the end of the track, not earlier or later
+    agent_track = script.t + 1.0
+    [ended] = engine.events("call.ended")
+    talk = ended.data["talk_seconds"]
+    assert talk is not None and abs(talk - agent_track) < 1.5, (talk, agent_track)
+    [stopped] = engine.events("call.recording_stopped")
+    assert abs(stopped.data["duration_seconds"] - talk) < 1.5, stopped.data
+    [started] = engine.events("call.recording_started")
+    with wave.open(started.data["path"], "rb") as wav:
+        rate = wav.getframerate()
+        audio = np.frombuffer(wav.readframes(wav.getnframes()), dtype="<i2")
+    # both parties are in the recording where the script has them speak (the middle of each turn)
+    for who, start, seconds in script.turns:
+        mid = start + seconds / 2
+        window = audio[int((mid - 0.5) * rate):int((mid + 0.5) * rate)]
+        assert rms_db(window) > -40, (who, mid, rms_db(window))
+    who, start, seconds = script.turns[-1]
+    assert rms_db(audio[int((start + seconds + 0.2) * rate):int((start + seconds + 0.6) * rate)]) < -50
