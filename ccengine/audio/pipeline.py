@@ -22,6 +22,7 @@ from .rtp import Frame
 from .vad import FRAME_S, CallVad, FrameVad, VadSettings
 
 Emit = Callable[[str, Payload, Frame], None]
+LAG_FRAMES = 25  # 0.5 s: how long one direction may wait for the other's decision on a frame
 # (call id, spotter, 16 kHz utterance, its start offset): decode it off the frame path
 Utterance = Callable[[str, KeywordSpotter, Pcm, float], None]
 
@@ -41,6 +42,9 @@ class _Call:
     vad: CallVad
     directions: set[str]
     pending: dict[int, dict[str, bool]] = field(default_factory=dict)
+    next_index: int = 0  # the next frame the call-level VAD steps
+    newest: int = -1
+    last: Frame | None = None
 
 
 class Pipeline:
@@ -87,6 +91,9 @@ class Pipeline:
         call = self.calls.pop(call_id, None)
         if call is None:
             return None
+        if call.last is not None:  # the frames still waiting for a silent direction's decision
+            call.newest += LAG_FRAMES + 1
+            self._advance(call_id, call, call.last)
         call.vad.close()
         return call.vad.summary()
 
@@ -106,19 +113,37 @@ class Pipeline:
         for f in batch:
             tap = self.taps[f.stream]
             call = self.calls[tap.call_id]
-            slot = call.pending.setdefault(f.index, {})
-            voiced = slot[tap.direction] = tap.vad.is_speech(f.pcm, f.rate)
+            voiced = tap.vad.is_speech(f.pcm, f.rate)
             if tap.spotter is not None and self.on_utterance is not None:
                 utterance = tap.spotter.push(f.index * FRAME_S, f.pcm, voiced)
                 if utterance is not None:
                     self.on_utterance(tap.call_id, tap.spotter, *utterance)
-            if len(slot) == len(call.directions):
-                del call.pending[f.index]
-                if len(call.pending) > 50:  # the other leg's frame was dropped: give up on those
-                    for stale in [i for i in call.pending if i < f.index]:
-                        del call.pending[stale]
-                for ev in call.vad.step(f.index * FRAME_S, slot):
-                    self.emit(tap.call_id, ev, f)
+            if f.index < call.next_index:
+                continue  # this direction's frame came after the call's clock moved on without it
+            call.pending.setdefault(f.index, {})[tap.direction] = voiced
+            call.newest, call.last = max(call.newest, f.index), f
+            self._advance(tap.call_id, call, f)
+
+    def _advance(self, call_id: str, call: _Call, f: Frame) -> None:
+        """Step the call's VAD in frame order, once every direction has decided that frame.
+
+        A direction that sends nothing (a party on mute whose phone stops
+        sending, frames dropped under overload) must not stall the other:
+        a frame still undecided when the call is ``LAG_FRAMES`` ahead counts
+        as silence for the directions that are missing.
+        """
+        while call.pending:
+            i = call.next_index
+            slot = call.pending.get(i)
+            lagging = call.newest - i > LAG_FRAMES
+            if slot is not None and (len(slot) == len(call.directions) or lagging):
+                del call.pending[i]
+                decisions = {d: slot.get(d, False) for d in call.directions}
+                for ev in call.vad.step(i * FRAME_S, decisions):
+                    self.emit(call_id, ev, f)
+            elif not lagging:
+                break
+            call.next_index += 1
 
     def _agitation(self, batch: list[Frame]) -> None:
         for rate, bank in self.banks.items():

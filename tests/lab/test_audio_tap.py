@@ -53,6 +53,7 @@ class Script:
     silences: list[float] = field(default_factory=list)  # script time of each planned silence's start
     turns: list[tuple[str, float, float]] = field(default_factory=list)  # (who, start, seconds)
     t: float = LEAD_S
+    customer_tail: float = 4.0  # customer audio after the agent's track ends; 0: the customer goes quiet early
 
     def say(self, who: str, line: str, gap: float = 0.6, voice: str | None = None,
             prosody: dict[str, int] | None = None) -> Script:
@@ -75,10 +76,13 @@ class Script:
         return self
 
     def write(self, folder: Path, name: str) -> tuple[str, str]:
-        """Agent track (hangs up at its end) and customer track (longer, so audio flows until the end)."""
+        """Agent track (the agent hangs up at its end) and customer track (then the customer sends nothing)."""
         folder.mkdir(parents=True, exist_ok=True)
         agent = np.concatenate([*self.agent, silence(1.0)])
-        customer = np.concatenate([*self.customer, silence(4.0)])
+        last = max((start + seconds for who, start, seconds in self.turns if who == "customer"), default=LEAD_S)
+        customer = np.concatenate([*self.customer, silence(1.0 + self.customer_tail)])
+        if not self.customer_tail:
+            customer = customer[:int((last + 0.3) * RATE)]
         paths = []
         for who, pcm in (("agent", agent), ("customer", customer)):
             path = folder / f"{name}-{who}.wav"
@@ -146,7 +150,8 @@ async def test_scripted_calls_give_talk_time_silence_agitation_disclosure_and_ca
             # pocketsphinx's digits are voice-dependent: this voice is the one calibrated offline (unit tests)
             .say("customer", "My card number is four one one one, one one one one, one one one one, one one one one.",
                  voice="en-us")
-            .say("agent", "Thank you."))
+            .say("agent", "Thank you. I will block this card for you now."))
+    card.customer_tail = 0  # their phone goes quiet while the agent talks (the lab PBX still sends silence frames)
     scripts = {"5558101": turns, "5558102": omitted, "5558103": agitated, "5558104": card}
     for number, script in scripts.items():
         await place(peer, script, folder, number)
@@ -172,6 +177,8 @@ async def test_scripted_calls_give_talk_time_silence_agitation_disclosure_and_ca
     planned = answered.occurred_at + timedelta(seconds=turns.silences[0] + 5.0)
     assert abs((silences[0].occurred_at - planned).total_seconds()) <= 1.0, (silences[0].occurred_at, planned)
     assert s["longest_silence_s"] >= 8.0
+    s = summary[ids["5558104"]]
+    assert abs(s["agent_talk_s"] - card.talk["agent"]) / card.talk["agent"] < 0.05, (s, card.talk)
 
     # agitation: only the customer who escalates
     agitation = by_call(engine, "call.analytics.agitation")
