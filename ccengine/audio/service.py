@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
@@ -34,6 +35,7 @@ from .tap import CallTap
 
 log = logging.getLogger(__name__)
 
+MAX_ASR_BACKLOG = 64  # utterances; beyond this they are skipped and counted, not queued without bound
 _DEADLINE_GRACE_S = 1.0  # lets an utterance spoken just before a disclosure deadline close and be decoded
 
 
@@ -50,6 +52,7 @@ class _Call:
     deadline_checked: float = 0.0
     started: asyncio.Task[None] | None = None
     stopping: bool = False
+    utterances_skipped: int = 0  # not recognised because the recogniser was too far behind
 
 
 class AudioAnalytics:
@@ -70,6 +73,8 @@ class AudioAnalytics:
         self._channels: dict[str, str] = {}  # tap channel id -> call id
         self._analysis = ThreadPoolExecutor(1, thread_name_prefix="audio-analysis")
         self._asr = ThreadPoolExecutor(1, thread_name_prefix="audio-asr")
+        self._asr_lock = threading.Lock()
+        self._asr_backlog = 0  # utterances queued for recognition, all calls together
         self._loop: asyncio.AbstractEventLoop | None = None
         self._consumer: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -199,7 +204,8 @@ class AudioAnalytics:
                 agent_interruptions=int(summary["agent_interruptions"]),
                 customer_interruptions=int(summary["customer_interruptions"]),
                 frames=sum(s.frames for s in stats), dropped_frames=sum(s.dropped_frames for s in stats),
-                concealed_packets=sum(s.concealed_packets for s in stats), disclosures_missing=missing))
+                concealed_packets=sum(s.concealed_packets for s in stats), disclosures_missing=missing,
+                utterances_skipped=call.utterances_skipped))
         for channel_id in [c for c, owner in self._channels.items() if owner == call_id]:
             del self._channels[channel_id]
         self.calls.pop(call_id, None)
@@ -242,6 +248,14 @@ class AudioAnalytics:
             self._from_thread(call.call_id, ev)
 
     def _utterance(self, call_id: str, spotter: KeywordSpotter, pcm16k: Pcm, start: float) -> None:
+        """Queue an utterance for recognition, unless the recogniser is too far behind (then count it)."""
+        call = self.calls.get(call_id)
+        with self._asr_lock:
+            if self._asr_backlog >= MAX_ASR_BACKLOG:
+                if call is not None:
+                    call.utterances_skipped += 1
+                return
+            self._asr_backlog += 1
         self._asr.submit(self._decode, call_id, spotter, pcm16k, start)
 
     def _decode(self, call_id: str, spotter: KeywordSpotter, pcm16k: Pcm, start: float) -> None:
@@ -250,6 +264,9 @@ class AudioAnalytics:
         except Exception:
             log.exception("call %s: speech recognition failed", call_id)
             return
+        finally:
+            with self._asr_lock:
+                self._asr_backlog -= 1
         for ev in events:
             self._from_thread(call_id, ev)
 

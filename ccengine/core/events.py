@@ -225,7 +225,8 @@ class CallAnalyticsSummary(Payload):
 
     ``dropped_frames`` counts 20 ms frames the analysers could not take in time
     (they are skipped, never waited for); ``concealed_packets`` counts RTP
-    packets lost on the way and replaced by silence.
+    packets lost on the way and replaced by silence; ``utterances_skipped``
+    counts speech the recogniser was too far behind to hear.
     """
 
     TYPE = "call.analytics.summary"
@@ -242,6 +243,7 @@ class CallAnalyticsSummary(Payload):
     dropped_frames: int
     concealed_packets: int
     disclosures_missing: list[str] = Field(default_factory=list)
+    utterances_skipped: int = 0
 
 
 PAYLOADS: dict[str, type[Payload]] = {
