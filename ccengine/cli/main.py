@@ -361,12 +361,13 @@ def _register_domain_groups() -> None:
 
     queues.add_command(queues_reload)
     queues.add_command(queues_show)
+    from ..audio.cli import audio
     from ..audit.cli import audit
     from ..dialer.campaign_cli import campaign
     from ..dialer.cli import dialer
     from ..recording.cli import recordings
 
-    for group in (queues, dialer, campaign, recordings, audit):
+    for group in (queues, dialer, campaign, recordings, audit, audio):
         main.add_command(group)
 
 
