@@ -17,7 +17,6 @@ import functools
 import logging
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -78,7 +77,6 @@ class AudioAnalytics:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._consumer: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
-        self.event_latency: deque[float] = deque(maxlen=10_000)  # seconds from a frame's arrival to its event
 
     def _needs_asr(self) -> bool:
         plans = [self.config.default, *self.config.queues.values()]
@@ -270,8 +268,7 @@ class AudioAnalytics:
         for ev in events:
             self._from_thread(call_id, ev)
 
-    def _emit_from_analysis(self, call_id: str, payload: Payload, frame: Frame) -> None:
-        self.event_latency.append(time.monotonic() - frame.arrived)
+    def _emit_from_analysis(self, call_id: str, payload: Payload, _frame: Frame) -> None:
         self._from_thread(call_id, payload)
 
     def _from_thread(self, call_id: str, payload: Payload) -> None:
