@@ -122,7 +122,7 @@ class AudioAnalytics:
         plan = self.config.for_queue(queue)
         if not plan.analysers or call_id in self.calls or self.receiver is None:
             return
-        host = f"{self.config.receiver_host}:{self.receiver.port()}"
+        host = f"{self.config.advertised_host or self.config.receiver_host}:{self.receiver.port()}"
         tap = CallTap(self.pbx, self.receiver, host, call_id, codec=self.config.codec,
                       claim=lambda channel_id: self._channels.__setitem__(channel_id, call_id))
         call = _Call(call_id, queue, agent_id, plan, tap)
