@@ -252,3 +252,41 @@ async def test_overloaded_analysers_drop_and_count_frames_call_and_recording_int
         assert rms_db(window) > -40, (who, mid, rms_db(window))
     who, start, seconds = script.turns[-1]
     assert rms_db(audio[int((start + seconds + 0.2) * rate):int((start + seconds + 0.6) * rate)]) < -50
+
+
+async def test_engine_killed_mid_tap_restart_clears_tap_channels_and_the_call_goes_on(  # type: ignore[no-untyped-def]
+        engine_factory, peer, lab):
+    engine = engine_factory(agents=1)
+    with_analytics(engine, "codec: slin\ndefault: {analysers: [vad]}\n")
+    engine.start()
+    script = (Script()
+              .say("agent", "Good morning, thank you for calling. How can I help you today?")
+              .pause(4.0)
+              .say("customer", "Hello. I would like to check the balance of my savings account.")
+              .say("agent", "Of course. Your balance is two thousand and forty dollars."))
+    await place(peer, script, engine.workdir / "scripts", "5558301")
+
+    def taps() -> list[str]:
+        return [str(c["name"]) for c in channels if str(c.get("name", "")).startswith(("Snoop/", "UnicastRTP/"))]
+
+    for _ in range(100):
+        channels = await pbx_channels(lab)
+        if len(taps()) == 4:
+            break
+        await asyncio.sleep(0.1)
+    assert len(taps()) == 4, [c.get("name") for c in channels]  # snoop + externalMedia per direction
+    engine.kill()
+    await asyncio.sleep(1.0)
+    engine.start()
+    [resynced] = engine.events("engine.resynced")[-1:]
+    assert resynced.data["calls_recovered"] == 1 and resynced.data["channels"] == 6  # 2 call legs + 4 taps
+    await engine.wait_for(lambda: engine.count_events("call.recording_stopped") >= 1, 40, "the call's end")
+
+    [call] = engine.calls()
+    assert call.disposition == "completed" and call.ended_by == "agent"
+    [ended] = engine.events("call.ended")
+    assert abs(ended.data["talk_seconds"] - (script.t + 1.0)) < 1.5, ended.data  # ended as scripted
+    [stopped] = engine.events("call.recording_stopped")
+    assert abs(stopped.data["duration_seconds"] - ended.data["talk_seconds"]) < 1.5
+    channels = await pbx_channels(lab)
+    assert channels == [], [c.get("name") for c in channels]  # the orphaned taps were hung up at resync
