@@ -275,6 +275,8 @@ async def test_engine_killed_mid_tap_restart_clears_tap_channels_and_the_call_go
             break
         await asyncio.sleep(0.1)
     assert len(taps()) == 4, [c.get("name") for c in channels]  # snoop + externalMedia per direction
+    # the store must know the call is talking before the kill (the writer batches for 50 ms)
+    await engine.wait_for(lambda: engine.count_events("call.recording_started") == 1, 5, "the stored bridge")
     engine.kill()
     await asyncio.sleep(1.0)
     engine.start()
