@@ -301,8 +301,9 @@ class KeywordSpotter:
         if self.detect_cards:
             card = self._cards(pcm16k)
             if card is not None:
-                events.append(CallAnalyticsCardNumberSpoken(direction=self.direction, at=round(at, 2),
-                                                            digits_count=card[0], last4=card[1]))
+                events.append(CallAnalyticsCardNumberSpoken(
+                    direction=self.direction, at=round(at, 2), ends_at=round(at + len(pcm16k) / 16000, 2),
+                    digits_count=card[0], last4=card[1]))
         return events
 
     def _cards(self, pcm16k: Pcm) -> tuple[int, str] | None:

@@ -208,6 +208,7 @@ class CallAnalyticsCardNumberSpoken(Payload):
     TYPE = "call.analytics.card_number_spoken"
     direction: Direction
     at: float
+    ends_at: float  # with ``at``: the window a PCI mask silences (widen it: the tap starts just after the recording)
     digits_count: int
     last4: str = Field(default="", pattern=r"^([0-9]{4})?$")
 

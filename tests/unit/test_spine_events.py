@@ -71,7 +71,7 @@ SAMPLES: list[Payload] = [
                            flux_z=1.2, rate_z=1.2),
     CallAnalyticsKeyword(direction="agent", phrase="this call is recorded", kind="disclosure", at=1.5,
                          confidence=0.66),
-    CallAnalyticsCardNumberSpoken(direction="customer", at=5.7, digits_count=16),
+    CallAnalyticsCardNumberSpoken(direction="customer", at=5.7, ends_at=12.4, digits_count=16),
     CallAnalyticsDisclosureMissing(phrase="this call is recorded", deadline=30.0),
     CallAnalyticsSummary(analysers=["vad", "keywords"], directions=["customer", "agent"], seconds=29.5,
                          agent_talk_s=9.96, customer_talk_s=6.84, overtalk_s=0.0, longest_silence_s=8.0,
