@@ -57,10 +57,19 @@ def main(ctx: click.Context, config_path: Path | None, verbose: int) -> None:
 @main.command("check-config")
 @pass_context
 def check_config(ctx: Context) -> None:
-    """Validate the engine settings file."""
+    """Validate the engine settings file (and the analytics file it names, if any)."""
     settings = ctx.settings
+    if settings.analytics is not None:
+        from ..audio.config import load_analytics
+
+        try:
+            load_analytics(settings.analytics)
+        except ConfigError as exc:
+            for issue in exc.issues:
+                click.echo(f"error: {issue}", err=True)
+            sys.exit(2)
     click.echo(f"ok: {ctx.config_path or 'config/ccengine.yaml'} (ARI app {settings.pbx.ari.app}, "
-               f"database {settings.database.url})")
+               f"database {settings.database.url}, audio analytics {settings.analytics or 'off'})")
 
 
 # -- lab ----------------------------------------------------------------------------------------

@@ -44,3 +44,20 @@ def test_engine_settings_anchor_the_analytics_path(tmp_path: Path) -> None:
     assert load_settings(path).analytics == tmp_path / "analytics.yaml"
     path.write_text(base)
     assert load_settings(path).analytics is None
+
+
+def test_check_config_validates_the_analytics_file_it_names(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from ccengine.cli.main import main
+
+    _runner = CliRunner  # click >= 8.2 keeps stderr apart
+
+    (tmp_path / "analytics.yaml").write_text("queue_frames: 0\n")
+    path = tmp_path / "ccengine.yaml"
+    path.write_text((ROOT / "config" / "ccengine.yaml").read_text() + "\nanalytics: analytics.yaml\n")
+    result = _runner().invoke(main, ["-c", str(path), "check-config"])
+    assert result.exit_code == 2 and f"{tmp_path / 'analytics.yaml'}:1:" in result.stderr
+    (tmp_path / "analytics.yaml").write_text("queue_frames: 10\n")
+    result = _runner().invoke(main, ["-c", str(path), "check-config"])
+    assert result.exit_code == 0 and "audio analytics" in result.stdout
