@@ -238,8 +238,9 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-async def lab(calls: int, threshold: float = 2.0, pause: float = 4.0) -> dict[str, float] | None:
-    workdir = ROOT / "var" / "bench" / "audio_tap"
+async def lab(calls: int, tap: bool = True, threshold: float = 2.0, pause: float = 4.0) -> dict[str, float] | None:
+    """The scripted calls with the tap on (or off: the same calls as the in-run CPU baseline)."""
+    workdir = ROOT / "var" / "bench" / ("audio_tap" if tap else "audio_tap_off")
     shutil.rmtree(workdir, ignore_errors=True)
     workdir.mkdir(parents=True)
     (workdir / "analytics.yaml").write_text(
@@ -247,7 +248,8 @@ async def lab(calls: int, threshold: float = 2.0, pause: float = 4.0) -> dict[st
     config = write_engine_config(workdir, queues=write_general_queue(workdir / "queues.yaml", calls, wrap_up=0),
                                  flow={"menu": {"1": "general"}})
     document = yaml.safe_load(config.read_text())
-    document["analytics"] = str(workdir / "analytics.yaml")
+    if tap:
+        document["analytics"] = str(workdir / "analytics.yaml")
     config.write_text(yaml.safe_dump(document))
     settings = load_settings(config)
     agent, customer, pauses = lab_script(workdir / "script", pause)
@@ -294,7 +296,7 @@ async def lab(calls: int, threshold: float = 2.0, pause: float = 4.0) -> dict[st
                 await peer.agent_script(number, agent)
                 await peer.call(Customer(number=number, digit="1", prompt_wait=0.3, patience=90, script=customer))
             for _ in range(240):
-                if len(rows("call.analytics.summary")) >= calls:
+                if len(rows("call.analytics.summary" if tap else "call.ended")) >= calls:
                     break
                 await asyncio.sleep(0.5)
             cpu, wall = cpu_seconds(proc.pid) - cpu0, time.monotonic() - wall0
@@ -316,14 +318,14 @@ async def lab(calls: int, threshold: float = 2.0, pause: float = 4.0) -> dict[st
         due = datetime.fromtimestamp(t0, UTC) + timedelta(seconds=planned + threshold)
         latency.append((at - due).total_seconds())
     summaries = [e.data for e in rows("call.analytics.summary")]
-    tapped = sum(float(s["seconds"]) for s in summaries)
+    talk = sum(float(e.data["talk_seconds"] or 0.0) for e in rows("call.ended"))
     return {"calls": calls, "summaries": len(summaries), "events": len(latency),
             "expected_events": calls * len(pauses),
             "p50_ms": 1000 * float(np.percentile(latency, 50)) if latency else float("nan"),
             "p99_ms": 1000 * float(np.percentile(latency, 99)) if latency else float("nan"),
             "max_ms": 1000 * max(latency) if latency else float("nan"),
             "dropped": sum(int(s["dropped_frames"]) for s in summaries),
-            "cpu_per_call_minute_s": 60 * cpu / tapped if tapped else float("nan"),
+            "cpu_per_call_minute_s": 60 * cpu / talk if talk else float("nan"),
             "cpu_share": cpu / wall}
 
 
@@ -337,6 +339,7 @@ def main() -> None:
     args = ap.parse_args()
     if args.lab_calls:
         lb = asyncio.run(lab(args.lab_calls))
+        lb_off = asyncio.run(lab(args.lab_calls, tap=False))
     pin_one_core()
 
     tp = throughput(args.streams, args.seconds)
@@ -379,8 +382,11 @@ def main() -> None:
               f"  p99 {lb['p99_ms']:.0f} ms  max {lb['max_ms']:.0f} ms  (target p99 <= 300 ms:"
               f" {'MET' if lb['p99_ms'] <= 300 else 'MISSED'}; {lb['p99_ms'] / loopback_p99:.2f} x the loopback p99"
               f" of this run)")
-        print(f"  engine CPU {100 * lb['cpu_share']:.0f} % of a core for the run;"
-              f" {lb['cpu_per_call_minute_s']:.2f} CPU-s per tapped call-minute (call control included)")
+        if lb_off is not None:
+            print(f"  engine CPU per call-minute: {lb['cpu_per_call_minute_s']:.2f} s tapped vs"
+                  f" {lb_off['cpu_per_call_minute_s']:.2f} s untapped, same calls (baseline)"
+                  f" = {lb['cpu_per_call_minute_s'] / lb_off['cpu_per_call_minute_s']:.1f} x;"
+                  f" {100 * lb['cpu_share']:.0f} % vs {100 * lb_off['cpu_share']:.0f} % of a core")
 
 
 if __name__ == "__main__":
