@@ -19,7 +19,7 @@ import logging
 import time
 import uuid
 import wave
-from collections.abc import Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -45,6 +45,7 @@ from ccengine.core.events import (
     CallRecordingStarted,
     CallRecordingStopped,
     CallVoicemailLeft,
+    Direction,
     Event,
     Payload,
     RecordingFailed,
@@ -142,6 +143,10 @@ class InboundApp:
         self.ivr = IvrDriver(self, ivr or TreeRegistry(None, flow, lambda: acd.config.queues),
                              directory or NoDirectory(), prompt_cache or PromptCache(recordings_dir.parent / "sounds",
                                                                                      {}))
+        # Optional observers of the connected call (the engine's audio tap): (call, queue, agent, channels by
+        # direction) once caller and agent are bridged, and the call id when it ends. Must not block.
+        self.on_connected: Callable[[str, str | None, str | None, dict[Direction, str]], None] | None = None
+        self.on_finished: Callable[[str], None] | None = None
 
     # -- events out ------------------------------------------------------------------------------
     def emit(self, payload: Payload, call: CallSession | None = None, agent_id: str | None = None) -> None:
@@ -471,6 +476,7 @@ class InboundApp:
         self.emit(CallAnswered(queue=reservation.queue_id, agent_id=reservation.agent_id,
                                wait_seconds=round(time.monotonic() - call.queued_mono, 3)), call)
         self.emit(CallBridged(bridge_id=call.bridge_id, agent_channel_id=call.agent_channel), call)
+        self._connected(call)
         await self._record(call)
 
     async def _connect(self, call: CallSession, reservation: Reservation) -> None:
@@ -550,7 +556,13 @@ class InboundApp:
         self.emit(CallAnswered(queue=reservation.queue_id, agent_id=reservation.agent_id,
                                wait_seconds=round(time.monotonic() - call.queued_mono, 3)), call)
         self.emit(CallBridged(bridge_id=call.bridge_id, agent_channel_id=call.agent_channel), call)
+        self._connected(call)
         await self._record(call)
+
+    def _connected(self, call: CallSession) -> None:
+        if self.on_connected is not None and call.agent_channel:
+            self.on_connected(call.id, call.queue_id, call.agent_id,
+                              {"customer": call.customer, "agent": call.agent_channel})
 
     async def _record(self, call: CallSession) -> None:
         """Forced recording from the bridge to the hang-up; only the engine can stop it."""
@@ -670,6 +682,8 @@ class InboundApp:
                 disposition = "transferred"
         self.emit(CallEnded(disposition=disposition, ended_by=ended_by, cause=cause[:120],
                             talk_seconds=round(talk, 3) if talk is not None else None), call)
+        if self.on_finished is not None:
+            self.on_finished(call.id)
         if call.recording_id:
             await self._close_recording(call)
         self.sessions.pop(call.id, None)

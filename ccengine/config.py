@@ -139,6 +139,8 @@ class Settings(_Strict):
     acd: AcdSettings = AcdSettings()
     recording: RecordingSettings = RecordingSettings()
     ivr: IvrSettings = IvrSettings()
+    analytics: Path | None = Field(None, description="call audio analytics (e.g. config/analytics.yaml); "
+                                   "unset: no call is tapped")
     http_port: Port = 8080
     api: ApiSettings = ApiSettings()
 
@@ -162,6 +164,7 @@ class Settings(_Strict):
             "acd": self.acd.model_copy(update={"queues": anchor(self.acd.queues)}),
             "recording": self.recording.model_copy(update={"vault_dir": anchor(self.recording.vault_dir)}),
             "ivr": self.ivr.model_copy(update={"tree": anchor(self.ivr.tree) if self.ivr.tree else None}),
+            "analytics": anchor(self.analytics) if self.analytics is not None else None,
             "lab": self.lab.model_copy(update={
                 "chroot_dir": anchor(self.lab.chroot_dir),
                 "state_dir": anchor(self.lab.state_dir),

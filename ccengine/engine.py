@@ -15,6 +15,7 @@ import gc
 import logging
 import os
 import signal
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -26,6 +27,8 @@ from ari_apps.supervision import Supervision
 
 from .acd.definitions import load_queue_config
 from .acd.service import Acd
+from .audio.config import load_analytics
+from .audio.service import AudioAnalytics
 from .config import Settings
 from .control import make_app as make_control
 from .control import serve as serve_control
@@ -88,6 +91,9 @@ class Engine:
         self.directory: Directory = (HttpDirectory(settings.ivr.directory_url) if settings.ivr.directory_url
                                      else NoDirectory())
         self.prompt_cache = PromptCache(settings.paths.sounds_dir, settings.ivr.voice)
+        # call audio analytics only when configured; a bad analytics file stops the engine like a bad queue file
+        self.analytics = (AudioAnalytics(load_analytics(settings.analytics), self.pbx, self.bus.publish)
+                          if settings.analytics is not None else None)
         self.app: InboundApp | None = None
         self.supervision = Supervision(self.pbx, settings.pbx.agent_dial)
         self._dispatcher: asyncio.Task[None] | None = None
@@ -149,6 +155,10 @@ class Engine:
                               vault=Vault(settings.recording.vault_dir) if settings.recording.seal else None,
                               ivr=self.ivr, directory=self.directory, prompt_cache=self.prompt_cache,
                               voicemail_dir=settings.paths.state_dir / "voicemail")
+        if self.analytics is not None:
+            await self.analytics.start()
+            self.app.on_connected = self.analytics.call_connected
+            self.app.on_finished = self.analytics.call_ended
         self.writer.start()
         await self.pbx.start()
         self._dispatcher = asyncio.create_task(self._dispatch(), name="engine-dispatcher")
@@ -160,6 +170,8 @@ class Engine:
             if task:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
+        if self.analytics is not None:
+            await self.analytics.stop()
         await self.pbx.close()
         await self.directory.close()
         await self.writer.close()
@@ -186,6 +198,8 @@ class Engine:
     async def _handle(self, event: PbxEvent) -> None:
         app = self.app
         assert app is not None
+        if self._is_tap_channel(event):
+            return
         if isinstance(event, ChannelEntered):
             role = event.channel.app_args[0] if event.channel.app_args else "inbound"
             if role in ("snoop", "supervisor"):
@@ -217,6 +231,16 @@ class Engine:
         elif isinstance(event, PbxDisconnected):
             self.bus.publish(Event.of(EnginePbxLink(link=event.link, up=False, reason=event.reason)))
 
+    def _is_tap_channel(self, event: PbxEvent) -> bool:
+        """The audio tap's snoop/externalMedia channels are not calls: the call flow never sees them."""
+        if self.analytics is None:
+            return False
+        if isinstance(event, ChannelEntered):
+            return self.analytics.owns(event.channel.id)
+        if isinstance(event, (ChannelHungUp, ChannelLeft)):
+            return self.analytics.owns(event.channel_id)
+        return False
+
     async def resync(self) -> None:
         """Reconcile with the PBX; must run after every ARI (re)connect."""
         app = self.app
@@ -228,6 +252,9 @@ class Engine:
         except PbxError as exc:
             log.error("resync failed: %s", exc)
             return
+        if self.analytics is not None:  # live taps are not strangers to hang up
+            analytics = self.analytics
+            snapshot = replace(snapshot, channels=tuple(c for c in snapshot.channels if not analytics.owns(c.id)))
         stored = await asyncio.to_thread(self._open_calls)
         recovered, closed = await app.reconcile(snapshot, stored)
         self.acd.login_all()

@@ -68,9 +68,17 @@ class QueueAnalytics(_Strict):
 
 
 class AnalyticsConfig(_Strict):
-    receiver_port: int = Field(default=40000, ge=0, le=65535)
+    receiver_host: str = Field(default="127.0.0.1", description="address the receiver binds and the PBX sends to")
+    advertised_host: str | None = Field(default=None, description="address the PBX sends to when it differs "
+                                        "from receiver_host (a remote PBX, receiver bound to 0.0.0.0)")
+    receiver_port: int = Field(default=0, ge=0, le=65535, description="0: any free port (told to the PBX per tap)")
+    codec: Literal["slin16", "slin", "ulaw"] = Field(
+        default="slin", description="tap format; telephone legs are 8 kHz, and the bundled ASR model read 8 kHz "
+        "audio upsampled here better than the PBX's 16 kHz resampling (measured on spoken card numbers)")
     queue_frames: int = Field(default=50, ge=1)
     jitter_packets: int = Field(default=3, ge=1, le=50)
+    overload_drill_s: float = Field(default=0.0, ge=0.0, le=5.0,
+                                    description="extra seconds each analysis round takes, to rehearse overload; 0")
     vad: VadConfig = VadConfig()
     agitation: AgitationConfig = AgitationConfig()
     asr: AsrConfig = AsrConfig()

@@ -18,8 +18,10 @@ whisper model from a local path, see :func:`load_backend`).
 from __future__ import annotations
 
 import importlib
+import multiprocessing
 import os
 from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -117,6 +119,50 @@ def load_backend(spec: str | None = None, model_dir: str | None = None) -> AsrBa
     return backend
 
 
+_worker: AsrBackend | None = None
+
+
+def _worker_init(spec: str | None, model_dir: str | None) -> None:
+    global _worker
+    _worker = load_backend(spec, model_dir)
+
+
+def _worker_call(method: str, arg: Any) -> list[str]:
+    assert _worker is not None
+    result: list[str] = getattr(_worker, method)(arg)
+    return result
+
+
+class ProcessBackend:
+    """Any backend, run in a child process.
+
+    pocketsphinx holds the GIL while it decodes (measured: the event loop
+    stalled for the whole 0.5 s of a decode), which would delay call control
+    and starve the RTP receiver. In a child process a decode costs the engine
+    only the hand-over of the audio. Calls block the calling thread (never
+    the event loop's: the tap decodes on its own worker thread).
+    """
+
+    def __init__(self, spec: str | None = None, model_dir: str | None = None):
+        ctx = multiprocessing.get_context("spawn")
+        self._pool = ProcessPoolExecutor(1, mp_context=ctx, initializer=_worker_init, initargs=(spec, model_dir))
+        self._pronunciations: dict[str, list[str]] = {}
+
+    def phones(self, pcm16k: Pcm) -> list[str]:
+        return self._pool.submit(_worker_call, "phones", pcm16k).result()
+
+    def digits(self, pcm16k: Pcm) -> list[str]:
+        return self._pool.submit(_worker_call, "digits", pcm16k).result()
+
+    def pronounce(self, phrase: str) -> list[str]:
+        if phrase not in self._pronunciations:
+            self._pronunciations[phrase] = self._pool.submit(_worker_call, "pronounce", phrase).result()
+        return self._pronunciations[phrase]
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+
 def phone_distance(hyp: Sequence[str], target: Sequence[str]) -> float:
     """Best normalised edit distance of ``target`` against any stretch of ``hyp``.
 
@@ -199,6 +245,7 @@ class KeywordSpotter:
     _start: float = 0.0
     _silent: float = 0.0
     _voiced_any: bool = False
+    _length: float = 0.0
     spotted: set[str] = field(default_factory=set)
 
     def __post_init__(self) -> None:
@@ -206,6 +253,15 @@ class KeywordSpotter:
 
     def feed(self, t: float, pcm: Pcm, voiced: bool) -> list[Payload]:
         """Add one frame at media time ``t``; returns events when an utterance closes."""
+        utterance = self.push(t, pcm, voiced)
+        return self.analyse(*utterance) if utterance is not None else []
+
+    def push(self, t: float, pcm: Pcm, voiced: bool) -> tuple[Pcm, float] | None:
+        """Add one frame; returns a closed utterance (16 kHz audio, start offset) to :meth:`analyse`.
+
+        Split from the decoding so a live tap can cut utterances on the
+        frame path and decode them on another thread.
+        """
         if voiced and not self._voiced_any:
             self._start, self._buf = t, self._buf[-10:]  # keep 200 ms of lead-in
             self._voiced_any = True
@@ -213,19 +269,23 @@ class KeywordSpotter:
         self._silent = 0.0 if voiced else self._silent + len(pcm) / self.rate
         if not self._voiced_any:
             self._buf = self._buf[-10:]
-            return []
-        length = sum(len(b) for b in self._buf) / self.rate
-        if self._silent >= self.pause_s or length >= self.max_utterance_s:
-            return self.flush()
-        return []
+            return None
+        self._length += len(pcm) / self.rate
+        if self._silent >= self.pause_s or self._length >= self.max_utterance_s:
+            return self.close()
+        return None
+
+    def close(self) -> tuple[Pcm, float] | None:
+        """The utterance in progress, if any (end of stream)."""
+        if not self._voiced_any or not self._buf:
+            return None
+        pcm = np.concatenate(self._buf)
+        self._buf, self._voiced_any, self._length = [], False, 0.0
+        return (upsample_8k_to_16k(pcm) if self.rate == 8000 else pcm), self._start
 
     def flush(self) -> list[Payload]:
-        if not self._voiced_any or not self._buf:
-            return []
-        pcm = np.concatenate(self._buf)
-        self._buf, self._voiced_any = [], False
-        pcm16 = upsample_8k_to_16k(pcm) if self.rate == 8000 else pcm
-        return self.analyse(pcm16, self._start)
+        utterance = self.close()
+        return self.analyse(*utterance) if utterance is not None else []
 
     def analyse(self, pcm16k: Pcm, at: float) -> list[Payload]:
         events: list[Payload] = []
@@ -241,8 +301,9 @@ class KeywordSpotter:
         if self.detect_cards:
             card = self._cards(pcm16k)
             if card is not None:
-                events.append(CallAnalyticsCardNumberSpoken(direction=self.direction, at=round(at, 2),
-                                                            digits_count=card[0], last4=card[1]))
+                events.append(CallAnalyticsCardNumberSpoken(
+                    direction=self.direction, at=round(at, 2), ends_at=round(at + len(pcm16k) / 16000, 2),
+                    digits_count=card[0], last4=card[1]))
         return events
 
     def _cards(self, pcm16k: Pcm) -> tuple[int, str] | None:

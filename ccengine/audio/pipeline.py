@@ -17,10 +17,14 @@ from ccengine.core.events import Payload
 
 from .agitation import AgitationBank, AgitationSettings
 from .events import Direction
+from .keywords import KeywordSpotter, Pcm
 from .rtp import Frame
 from .vad import FRAME_S, CallVad, FrameVad, VadSettings
 
 Emit = Callable[[str, Payload, Frame], None]
+LAG_FRAMES = 25  # 0.5 s: how long one direction may wait for the other's decision on a frame
+# (call id, spotter, 16 kHz utterance, its start offset): decode it off the frame path
+Utterance = Callable[[str, KeywordSpotter, Pcm, float], None]
 
 
 @dataclass
@@ -29,6 +33,8 @@ class _Tap:
     direction: Direction
     slot: int
     vad: FrameVad
+    agitation: bool = True
+    spotter: KeywordSpotter | None = None
 
 
 @dataclass
@@ -36,6 +42,9 @@ class _Call:
     vad: CallVad
     directions: set[str]
     pending: dict[int, dict[str, bool]] = field(default_factory=dict)
+    next_index: int = 0  # the next frame the call-level VAD steps
+    newest: int = -1
+    last: Frame | None = None
 
 
 class Pipeline:
@@ -43,8 +52,9 @@ class Pipeline:
 
     def __init__(self, emit: Emit, *, capacity: int = 1024, vad_mode: int = 2,
                  vad_settings: VadSettings | None = None, agitation: AgitationSettings | None = None,
-                 agitation_directions: tuple[str, ...] = ("customer",)):
+                 agitation_directions: tuple[str, ...] = ("customer",), on_utterance: Utterance | None = None):
         self.emit = emit
+        self.on_utterance = on_utterance
         self.vad_mode = vad_mode
         self.vad_settings = vad_settings or VadSettings()
         self.banks = {8000: AgitationBank(capacity, agitation), 16000: AgitationBank(capacity, agitation)}
@@ -54,21 +64,36 @@ class Pipeline:
         self._free = list(range(capacity - 1, -1, -1))
         self.frames = 0
 
-    def add(self, stream: str, call_id: str, direction: Direction) -> None:
+    def add(self, stream: str, call_id: str, direction: Direction, *, agitation: bool = True,
+            spotter: KeywordSpotter | None = None) -> None:
+        """Register a stream; ``agitation`` scores it (if its direction is scored), ``spotter`` hears it."""
         slot = self._free.pop()
         for bank in self.banks.values():
             bank.reset(np.array([slot], dtype=np.intp))
-        self.taps[stream] = _Tap(call_id, direction, slot, FrameVad(self.vad_mode))
+        self.taps[stream] = _Tap(call_id, direction, slot, FrameVad(self.vad_mode), agitation, spotter)
         call = self.calls.setdefault(call_id, _Call(CallVad(self.vad_settings), set()))
         call.directions.add(direction)
 
+    def media_time(self, call_id: str) -> float:
+        """Seconds of the call's audio analysed so far."""
+        call = self.calls.get(call_id)
+        return call.vad.now if call is not None else 0.0
+
     def remove_call(self, call_id: str) -> dict[str, float | int] | None:
-        """Forget a call's streams; returns its VAD summary for the store."""
+        """Forget a call's streams (handing any open utterance over); returns its VAD summary."""
         for key in [k for k, t in self.taps.items() if t.call_id == call_id]:
-            self._free.append(self.taps.pop(key).slot)
+            tap = self.taps.pop(key)
+            self._free.append(tap.slot)
+            if tap.spotter is not None and self.on_utterance is not None:
+                utterance = tap.spotter.close()
+                if utterance is not None:
+                    self.on_utterance(call_id, tap.spotter, *utterance)
         call = self.calls.pop(call_id, None)
         if call is None:
             return None
+        if call.last is not None:  # the frames still waiting for a silent direction's decision
+            call.newest += LAG_FRAMES + 1
+            self._advance(call_id, call, call.last)
         call.vad.close()
         return call.vad.summary()
 
@@ -88,19 +113,42 @@ class Pipeline:
         for f in batch:
             tap = self.taps[f.stream]
             call = self.calls[tap.call_id]
-            slot = call.pending.setdefault(f.index, {})
-            slot[tap.direction] = tap.vad.is_speech(f.pcm, f.rate)
-            if len(slot) == len(call.directions):
-                del call.pending[f.index]
-                if len(call.pending) > 50:  # the other leg's frame was dropped: give up on those
-                    for stale in [i for i in call.pending if i < f.index]:
-                        del call.pending[stale]
-                for ev in call.vad.step(f.index * FRAME_S, slot):
-                    self.emit(tap.call_id, ev, f)
+            voiced = tap.vad.is_speech(f.pcm, f.rate)
+            if tap.spotter is not None and self.on_utterance is not None:
+                utterance = tap.spotter.push(f.index * FRAME_S, f.pcm, voiced)
+                if utterance is not None:
+                    self.on_utterance(tap.call_id, tap.spotter, *utterance)
+            if f.index < call.next_index:
+                continue  # this direction's frame came after the call's clock moved on without it
+            call.pending.setdefault(f.index, {})[tap.direction] = voiced
+            call.newest, call.last = max(call.newest, f.index), f
+            self._advance(tap.call_id, call, f)
+
+    def _advance(self, call_id: str, call: _Call, f: Frame) -> None:
+        """Step the call's VAD in frame order, once every direction has decided that frame.
+
+        A direction that sends nothing (a party on mute whose phone stops
+        sending, frames dropped under overload) must not stall the other:
+        a frame still undecided when the call is ``LAG_FRAMES`` ahead counts
+        as silence for the directions that are missing.
+        """
+        while call.pending:
+            i = call.next_index
+            slot = call.pending.get(i)
+            lagging = call.newest - i > LAG_FRAMES
+            if slot is not None and (len(slot) == len(call.directions) or lagging):
+                del call.pending[i]
+                decisions = {d: slot.get(d, False) for d in call.directions}
+                for ev in call.vad.step(i * FRAME_S, decisions):
+                    self.emit(call_id, ev, f)
+            elif not lagging:
+                break
+            call.next_index += 1
 
     def _agitation(self, batch: list[Frame]) -> None:
         for rate, bank in self.banks.items():
-            sel = [f for f in batch if f.rate == rate and self.taps[f.stream].direction in self.agitation_directions]
+            sel = [f for f in batch if f.rate == rate and self.taps[f.stream].agitation
+                   and self.taps[f.stream].direction in self.agitation_directions]
             if not sel:
                 continue
             slots = np.array([self.taps[f.stream].slot for f in sel], dtype=np.intp)

@@ -110,6 +110,7 @@ class StreamStats:
     reordered: int = 0
     dropped_frames: int = 0
     resyncs: int = 0
+    timestamp_gaps: int = 0  # pauses in the sender's audio (no packets, clock ran on) filled with silence
 
 
 class JitterBuffer:
@@ -119,13 +120,22 @@ class JitterBuffer:
     by default). A gap still open when the window is full is declared lost
     and filled with zeros of the last packet's length, so time keeps its
     meaning for every analyser downstream (talk time, silence, offsets).
+    A sender that simply stops sending (Asterisk's snoop has no frame while
+    its party sends no audio, phones with silence suppression) keeps its
+    sequence numbers contiguous but moves the RTP timestamp on: that pause
+    becomes silence too, so both directions of a call stay on one clock.
     """
 
-    def __init__(self, window: int = 3, resync_gap: int = 500):
+    def __init__(self, window: int = 3, resync_gap: int = 500, bytes_per_sample: int = 2,
+                 max_pause_samples: int = 16000 * 60):
         self.window = window
         self.resync_gap = resync_gap
+        self.bytes_per_sample = bytes_per_sample
+        self.max_pause_samples = max_pause_samples
         self.next_seq: int | None = None
+        self.next_ts: int | None = None
         self.pending: dict[int, bytes] = {}
+        self.stamps: dict[int, int] = {}
         self.last_len = 0
         self.highest: int | None = None
         self.stats = StreamStats()
@@ -141,7 +151,7 @@ class JitterBuffer:
             cand += 0x10000
         return cand
 
-    def push(self, seq: int, payload: bytes) -> list[tuple[bytes, bool]]:
+    def push(self, seq: int, payload: bytes, timestamp: int | None = None) -> list[tuple[bytes, bool]]:
         """Add a packet; return payloads now in order, each flagged if concealed."""
         self.stats.packets += 1
         if self.next_seq is None:
@@ -154,13 +164,36 @@ class JitterBuffer:
             self.stats.resyncs += 1
             out = self.flush()
             self.next_seq = ext
+            self.next_ts = None
             self.pending[ext] = payload
+            if timestamp is not None:
+                self.stamps[ext] = timestamp
             return out + self._release()
         if self.highest is not None and ext < self.highest:
             self.stats.reordered += 1
         self.highest = ext if self.highest is None else max(self.highest, ext)
         self.pending[ext] = payload
+        if timestamp is not None:
+            self.stamps[ext] = timestamp
         return self._release()
+
+    def _take(self, seq: int, got: bytes, out: list[tuple[bytes, bool]]) -> None:
+        """Emit a received packet, preceded by silence for any pause its timestamp reveals."""
+        ts = self.stamps.pop(seq, None)
+        if ts is not None and self.next_ts is not None:
+            pause = (ts - self.next_ts) & 0xFFFFFFFF
+            if 0 < pause <= self.max_pause_samples:
+                self.stats.timestamp_gaps += 1
+                out.append((bytes(pause * self.bytes_per_sample), True))
+        self.last_len = len(got)
+        out.append((got, False))
+        self.next_ts = None if ts is None else (ts + len(got) // self.bytes_per_sample) & 0xFFFFFFFF
+
+    def _conceal(self, length: int, out: list[tuple[bytes, bool]]) -> None:
+        self.stats.concealed_packets += 1
+        out.append((bytes(length), True))
+        if self.next_ts is not None:
+            self.next_ts = (self.next_ts + length // self.bytes_per_sample) & 0xFFFFFFFF
 
     def _release(self) -> list[tuple[bytes, bool]]:
         out: list[tuple[bytes, bool]] = []
@@ -168,11 +201,9 @@ class JitterBuffer:
         while self.pending:
             got = self.pending.pop(self.next_seq, None)
             if got is not None:
-                self.last_len = len(got)
-                out.append((got, False))
+                self._take(self.next_seq, got, out)
             elif max(self.pending) - self.next_seq >= self.window:
-                self.stats.concealed_packets += 1
-                out.append((bytes(self.last_len or len(next(iter(self.pending.values())))), True))
+                self._conceal(self.last_len or len(next(iter(self.pending.values()))), out)
             else:
                 break
             self.next_seq += 1
@@ -184,11 +215,9 @@ class JitterBuffer:
         while self.pending and self.next_seq is not None:
             got = self.pending.pop(self.next_seq, None)
             if got is None:
-                self.stats.concealed_packets += 1
-                out.append((bytes(self.last_len), True))
+                self._conceal(self.last_len, out)
             else:
-                self.last_len = len(got)
-                out.append((got, False))
+                self._take(self.next_seq, got, out)
             self.next_seq += 1
         return out
 
@@ -271,7 +300,8 @@ class RtpReceiver(asyncio.DatagramProtocol):
     # -- registration ---------------------------------------------------------
     def register(self, key: StreamKey, codec: Codec, *, addr: tuple[str, int] | None = None,
                  ssrc: int | None = None, queue_size: int | None = None) -> Stream:
-        stream = Stream(key, codec, queue_size or self.queue_size, JitterBuffer(self.jitter_window))
+        stream = Stream(key, codec, queue_size or self.queue_size,
+                        JitterBuffer(self.jitter_window, bytes_per_sample=1 if codec == "ulaw" else 2))
         self.streams[key] = stream
         if addr is not None:
             self._by_addr[addr] = key
@@ -316,7 +346,7 @@ class RtpReceiver(asyncio.DatagramProtocol):
         if stream is None:
             self.unknown_packets += 1
             return
-        if stream.accept(stream.jitter.push(packet.seq, packet.payload), time.monotonic()):
+        if stream.accept(stream.jitter.push(packet.seq, packet.payload, packet.timestamp), time.monotonic()):
             self._dirty.add(stream.key)
             self._ready.set()
 

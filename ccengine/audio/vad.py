@@ -22,12 +22,21 @@ _NATIVE_LE = np.dtype("<i2")
 
 
 class FrameVad:
-    """webrtcvad for one stream; accepts 8 or 16 kHz int16 frames of 10/20/30 ms."""
+    """webrtcvad for one stream; accepts 8 or 16 kHz int16 frames of 10/20/30 ms.
 
-    def __init__(self, mode: int = 2):
+    webrtcvad keeps saying "speech" for a few frames after speech stops (its
+    own hangover); frames quieter than ``floor_db`` (dBFS) are not speech
+    whatever it says, which keeps talk time from growing by ~0.1 s per turn.
+    """
+
+    def __init__(self, mode: int = 2, floor_db: float = -55.0):
         self._vad = webrtcvad.Vad(mode)
+        self._floor = (10 ** (floor_db / 20) * 32768) ** 2  # mean square of int16 samples at the floor
 
     def is_speech(self, pcm: np.ndarray, rate: int) -> bool:
+        x = pcm.astype(np.float64)
+        if float(np.dot(x, x)) < self._floor * len(x):
+            return False
         data = pcm.tobytes() if pcm.dtype == _NATIVE_LE else pcm.astype("<i2").tobytes()
         return bool(self._vad.is_speech(data, rate))
 

@@ -57,10 +57,19 @@ def main(ctx: click.Context, config_path: Path | None, verbose: int) -> None:
 @main.command("check-config")
 @pass_context
 def check_config(ctx: Context) -> None:
-    """Validate the engine settings file."""
+    """Validate the engine settings file (and the analytics file it names, if any)."""
     settings = ctx.settings
+    if settings.analytics is not None:
+        from ..audio.config import load_analytics
+
+        try:
+            load_analytics(settings.analytics)
+        except ConfigError as exc:
+            for issue in exc.issues:
+                click.echo(f"error: {issue}", err=True)
+            sys.exit(2)
     click.echo(f"ok: {ctx.config_path or 'config/ccengine.yaml'} (ARI app {settings.pbx.ari.app}, "
-               f"database {settings.database.url})")
+               f"database {settings.database.url}, audio analytics {settings.analytics or 'off'})")
 
 
 # -- lab ----------------------------------------------------------------------------------------
@@ -385,13 +394,14 @@ def _register_domain_groups() -> None:
 
     queues.add_command(queues_reload)
     queues.add_command(queues_show)
+    from ..audio.cli import audio
     from ..audit.cli import audit
     from ..dialer.campaign_cli import campaign
     from ..dialer.cli import dialer
     from ..ivr.cli import ivr
     from ..recording.cli import recordings
 
-    for group in (queues, dialer, campaign, recordings, audit, ivr):
+    for group in (queues, dialer, campaign, recordings, audit, ivr, audio):
         main.add_command(group)
     from ..api.cli import events_tail, tokens, users
 

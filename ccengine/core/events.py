@@ -262,6 +262,96 @@ class EngineResynced(Payload):
     calls_closed: int
 
 
+# -- call audio analytics (ccengine/audio): offsets are seconds of media time since the tap began ------
+Direction = Literal["agent", "customer", "mixed"]
+
+
+class CallAnalyticsSilence(Payload):
+    """Both directions were silent for longer than the configured threshold."""
+
+    TYPE = "call.analytics.silence"
+    started_at: float
+    seconds: float
+
+
+class CallAnalyticsOvertalk(Payload):
+    """Both directions talked at once; ``by`` is who started talking second."""
+
+    TYPE = "call.analytics.overtalk"
+    started_at: float
+    seconds: float
+    by: Direction
+
+
+class CallAnalyticsAgitation(Payload):
+    """A speaker's arousal score stayed above threshold; z-scores explain why."""
+
+    TYPE = "call.analytics.agitation"
+    direction: Direction
+    started_at: float
+    score: float
+    loudness_z: float
+    pitch_z: float
+    flux_z: float
+    rate_z: float
+
+
+class CallAnalyticsKeyword(Payload):
+    """A configured phrase (disclosure or risk phrase) was spotted."""
+
+    TYPE = "call.analytics.keyword"
+    direction: Direction
+    phrase: str
+    kind: Literal["disclosure", "risk"]
+    at: float
+    confidence: float = Field(ge=0.0, le=1.0)
+
+
+class CallAnalyticsCardNumberSpoken(Payload):
+    """A Luhn-valid card number was heard; the digits themselves never leave the analyser."""
+
+    TYPE = "call.analytics.card_number_spoken"
+    direction: Direction
+    at: float
+    ends_at: float  # with ``at``: the window a PCI mask silences (widen it: the tap starts just after the recording)
+    digits_count: int
+    last4: str = Field(default="", pattern=r"^([0-9]{4})?$")
+
+
+class CallAnalyticsDisclosureMissing(Payload):
+    """A required disclosure was not spotted before its deadline (or the call's end)."""
+
+    TYPE = "call.analytics.disclosure_missing"
+    phrase: str
+    deadline: float
+
+
+class CallAnalyticsSummary(Payload):
+    """The per-call result of the audio tap, stored when the tap stops (the call's analytics record).
+
+    ``dropped_frames`` counts 20 ms frames the analysers could not take in time
+    (they are skipped, never waited for); ``concealed_packets`` counts RTP
+    packets lost on the way and replaced by silence; ``utterances_skipped``
+    counts speech the recogniser was too far behind to hear.
+    """
+
+    TYPE = "call.analytics.summary"
+    analysers: list[str]
+    directions: list[Direction]
+    seconds: float
+    agent_talk_s: float
+    customer_talk_s: float
+    overtalk_s: float
+    longest_silence_s: float
+    agent_interruptions: int
+    customer_interruptions: int
+    frames: int
+    dropped_frames: int
+    concealed_packets: int
+    disclosures_missing: list[str] = Field(default_factory=list)
+    utterances_skipped: int = 0
+
+
 PAYLOADS: dict[str, type[Payload]] = {
     cls.TYPE: cls
     for cls in (CallOffered, CallMenuSelected, CallIvrStarted, CallIvrStep, CallSecureInput, CallIvrFinished,
@@ -269,7 +359,9 @@ PAYLOADS: dict[str, type[Payload]] = {
                 CallCallbackDialed, CallVoicemailLeft, CallAgentOffered,
                 CallAgentNoAnswer, CallAnswered, CallBridged, CallRecordingStarted, CallRecordingStopped,
                 CallRecordingSealed, RecordingTamperAttempt, RecordingFailed, RecordingResumed, CallEnded,
-                AgentStateChanged, EnginePbxLink, EngineResynced)
+                AgentStateChanged, EnginePbxLink, EngineResynced,
+                CallAnalyticsSilence, CallAnalyticsOvertalk, CallAnalyticsAgitation, CallAnalyticsKeyword,
+                CallAnalyticsCardNumberSpoken, CallAnalyticsDisclosureMissing, CallAnalyticsSummary)
 }
 
 

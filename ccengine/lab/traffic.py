@@ -25,6 +25,7 @@ class Customer:
     press: str = ""  # pressed ``press_after`` seconds after ``digit`` (e.g. "1" to accept a callback)
     press_after: float | None = None
     script: str = ""  # DTMF script sent before ``digit`` (see :func:`dtmf_script`)
+    speech: str = ""  # sound file (absolute path, no extension) spoken once an agent answers
 
 
 def dtmf_script(*parts: str | float) -> str:
@@ -68,7 +69,7 @@ class PeerDriver:
             "Timeout": "30000", "Async": "true",
             "Variable": [f"PROMPT_WAIT={customer.prompt_wait:.1f}", f"DIGIT={customer.digit}",
                          f"PATIENCE={customer.patience:.0f}", f"PRESS={customer.press}",
-                         f"SCRIPT={customer.script}",
+                         f"SCRIPT={customer.script}", f"SPEECH={customer.speech}",
                          f"PRESS_AFTER={'' if customer.press_after is None else f'{customer.press_after:.1f}'}"],
         })
 
@@ -78,6 +79,10 @@ class PeerDriver:
     async def agent_talk_time(self, low: float, high: float) -> None:
         await self.set_global("AGENT_TALK_MIN", f"{int(low)}")
         await self.set_global("AGENT_TALK_MAX", f"{int(high)}")
+
+    async def agent_script(self, caller_number: str, sound: str) -> None:
+        """The softphone answering a call from ``caller_number`` plays ``sound`` and then hangs up."""
+        await self.set_global(f"AGENT_SCRIPT_{caller_number}", sound)
 
     async def active_channels(self) -> int:
         rows = await self.ami.action({"Action": "CoreShowChannels"}, as_list=True)

@@ -173,10 +173,11 @@ def test_disclosure_detected_in_one_call_and_missing_in_the_other(backend) -> No
     assert [h.phrase for h in hits] == ["this call is recorded"] and hits[0].at < 1.0
     assert s1.spotted == {"this call is recorded"}
     assert not ev2 and s2.spotted == set()
-    required = {"this call is recorded": 30.0}
+    required: dict[str, float | None] = {"this call is recorded": 30.0}
     assert DisclosureTracker(required).check(len(with_it) / RATE, s1.spotted, ended=True) == []
     missing = DisclosureTracker(required).check(len(without) / RATE, s2.spotted, ended=True)
-    assert [(m.TYPE, m.phrase) for m in missing] == [("call.analytics.disclosure_missing", "this call is recorded")]
+    assert [(m.TYPE, m.model_dump()) for m in missing] == [
+        ("call.analytics.disclosure_missing", {"phrase": "this call is recorded", "deadline": 30.0})]
 
 
 def test_spoken_card_number_raises_event_without_digits(backend) -> None:  # type: ignore[no-untyped-def]

@@ -57,3 +57,22 @@ async def test_two_legs_over_udp_give_silence_and_overtalk_events() -> None:
     summary = pipe.remove_call("call-1")
     assert summary is not None and summary["customer_interruptions"] == 1
     assert rx.dropped() == 0
+
+
+def test_a_direction_that_stops_sending_does_not_stall_the_other() -> None:
+    """The customer's phone sends nothing after 1 s; the agent's speech is still fully counted."""
+    a = np.concatenate([silence(1.5), say("Good morning, thank you for calling. How can I help you today?"),
+                        silence(1.0)])
+    events: list[Payload] = []
+    pipe = Pipeline(lambda call, ev, f: events.append(ev))
+    pipe.add("a", "c", "agent")
+    pipe.add("c", "c", "customer")
+    for i in range(len(a) // 160):
+        frames = [Frame("a", i, RATE, a[i * 160:(i + 1) * 160], 0.0)]
+        if i < 50:
+            frames.append(Frame("c", i, RATE, np.zeros(160, dtype=np.int16), 0.0))
+        pipe.process(frames)
+    summary = pipe.remove_call("c")
+    assert summary is not None
+    truth = len(a) / RATE - 2.5
+    assert abs(float(summary["agent_talk_s"]) - truth) / truth < 0.05, (summary, truth)

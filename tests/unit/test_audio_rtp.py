@@ -126,3 +126,26 @@ async def test_frames_are_20ms_whatever_the_packetisation(codec: str, size: int)
         rx.datagram_received(build_rtp(i, 0, 5, b"\x00" * (size * 3 // 2)), ("127.0.0.1", 1))
     assert len(stream.queue) == 4 and all(len(f.pcm) == stream.rate // 50 for f in stream.queue)
     rx.close()
+
+
+def test_sender_pause_becomes_silence_by_timestamp() -> None:
+    """A sender that stops (no packets) while its clock runs on: the pause is filled, time stays true."""
+    jb = JitterBuffer(window=3, bytes_per_sample=2)
+    out = []
+    for seq in range(5):
+        out += jb.push(seq, _payload(seq), timestamp=seq * 160)
+    for seq in range(5, 8):  # resumes 1 s later with the next sequence numbers
+        out += jb.push(seq, _payload(seq), timestamp=8000 + seq * 160)
+    samples = [len(p) // 2 for p, _ in out]
+    assert sum(samples) == 8 * 160 + 8000 and jb.stats.timestamp_gaps == 1
+    assert [c for _, c in out] == [False] * 5 + [True] + [False] * 3
+    assert jb.stats.concealed_packets == 0
+
+
+def test_lost_packet_and_pause_are_not_counted_twice() -> None:
+    jb = JitterBuffer(window=2, bytes_per_sample=2)
+    out = []
+    for seq in [0, 1, 3, 4, 5]:  # 2 lost: concealed by sequence, the clock agrees, no extra silence
+        out += jb.push(seq, _payload(seq), timestamp=seq * 160)
+    assert sum(len(p) // 2 for p, _ in out) == 6 * 160
+    assert jb.stats.concealed_packets == 1 and jb.stats.timestamp_gaps == 0

@@ -281,16 +281,16 @@ class AsteriskAdapter:
         return str(data.get("value", ""))
 
     async def snoop(self, channel_id: str, *, spy: str = "both", whisper: str = "none",
-                    app_args: tuple[str, ...] = ()) -> str:
-        snoop_id = str(uuid.uuid4())
+                    app_args: tuple[str, ...] = (), snoop_id: str | None = None) -> str:
+        snoop_id = snoop_id or str(uuid.uuid4())
         await self.ari.request("POST", f"/channels/{channel_id}/snoop", params={
             "spy": spy, "whisper": whisper, "app": self.settings.ari.app,
             "appArgs": list(app_args) or None, "snoopId": snoop_id})
         return snoop_id
 
     async def external_media(self, host: str, *, audio_format: str = "slin16",
-                             app_args: tuple[str, ...] = ()) -> str:
-        channel_id = str(uuid.uuid4())
+                             app_args: tuple[str, ...] = (), channel_id: str | None = None) -> str:
+        channel_id = channel_id or str(uuid.uuid4())
         await self.ari.request("POST", "/channels/externalMedia", params={
             "channelId": channel_id, "app": self.settings.ari.app, "external_host": host,
             "format": audio_format, "data": ",".join(app_args) or None})
