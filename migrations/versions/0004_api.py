@@ -84,6 +84,7 @@ def upgrade() -> None:
         sa.Column("created_by", sa.String(64), nullable=False),
         sa.Column("created_at", _TS, nullable=False),
         sa.Column("active", sa.Boolean(), nullable=False),
+        sa.Column("last_seq", _ID, nullable=True),
     )
     op.create_table(
         "api_webhook_dead_letters",
