@@ -100,6 +100,9 @@ class RateLimiter:
     def check(self, key: str) -> float:
         """0 if the request may go on, else the seconds to wait before retrying."""
         now = self.clock()
+        if len(self._buckets) > 10_000:  # forget clients whose bucket has refilled: memory stays bounded
+            full = self.burst / self.rate
+            self._buckets = {k: v for k, v in self._buckets.items() if now - v[1] < full}
         tokens, last = self._buckets.get(key, (float(self.burst), now))
         tokens = min(float(self.burst), tokens + (now - last) * self.rate)
         if tokens >= 1.0:
