@@ -74,7 +74,7 @@ async def websocket(request: web.Request) -> web.StreamResponse:
     async def pump() -> None:
         try:
             async for batch in ctx.hub.batches(accept, after):
-                await ws.send_str(batch.text)
+                await ws.send_frame(batch.data, WSMsgType.TEXT)
         except Lagged as exc:
             await ws.close(code=4008, message=str(exc)[:120].encode())
         except ConnectionResetError:

@@ -136,18 +136,19 @@ async def webhook_create(request: web.Request) -> web.Response:
         if not known:
             raise error(422, f"event_types: unknown event type {event_type!r}")
     secret = data.secret or secrets.token_urlsafe(32)
+    after = ctx.hub.last_seq  # a new hook receives what is stored from now on
 
     def write() -> int:
         with Session(ctx.db) as session, session.begin():
             row = WebhookRow(url=str(data.url), secret=secret, event_types=data.event_types, created_by=who.username,
-                             created_at=datetime.now(UTC), active=True)
+                             created_at=datetime.now(UTC), active=True, last_seq=after)
             session.add(row)
             session.flush()
             return row.id
 
     hook_id = await asyncio.to_thread(write)
     request.app[DISPATCHER].watch({"id": hook_id, "url": str(data.url), "secret": secret,
-                                   "event_types": data.event_types})
+                                   "event_types": data.event_types, "after": after})
     await ctx.record(who, "webhook.create", str(data.url), request=request, details={"id": hook_id})
     return web.json_response({"id": hook_id, "url": str(data.url), "event_types": data.event_types,
                               "secret": secret}, status=201)

@@ -96,10 +96,16 @@ class RateLimiter:
     burst: int
     clock: Callable[[], float] = time.monotonic
     _buckets: dict[str, tuple[float, float]] = field(default_factory=dict)
+    _pruned: float = float("-inf")
 
     def check(self, key: str) -> float:
         """0 if the request may go on, else the seconds to wait before retrying."""
         now = self.clock()
+        full = self.burst / self.rate
+        if len(self._buckets) > 10_000 and now - self._pruned >= full:
+            # forget clients whose bucket has refilled (memory stays bounded), at most once per refill time
+            self._pruned = now
+            self._buckets = {k: v for k, v in self._buckets.items() if now - v[1] < full}
         tokens, last = self._buckets.get(key, (float(self.burst), now))
         tokens = min(float(self.burst), tokens + (now - last) * self.rate)
         if tokens >= 1.0:

@@ -91,12 +91,20 @@ class Batch(list[StreamItem]):
     filter, so their wire text is built once."""
 
     _text: str | None = None
+    _data: bytes | None = None
 
     @property
     def text(self) -> str:
         if self._text is None:
             self._text = "\n".join(item.frame for item in self)
         return self._text
+
+    @property
+    def data(self) -> bytes:
+        """``text`` encoded once for all the subscribers it goes to."""
+        if self._data is None:
+            self._data = self.text.encode()
+        return self._data
 
 
 @dataclass(eq=False)

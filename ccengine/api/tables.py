@@ -67,6 +67,8 @@ class WebhookRow(Base):
     created_by: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime]
     active: Mapped[bool] = mapped_column(Boolean, default=True)
+    # the last event delivered or dead-lettered: after a restart delivery resumes after it
+    last_seq: Mapped[int | None] = mapped_column(BigInteger().with_variant(Integer, "sqlite"))
 
 
 class DeadLetterRow(Base):

@@ -1,6 +1,9 @@
 """Webhooks: every stored event a hook subscribes to is POSTed to its URL, signed with
 HMAC-SHA256, retried with exponential backoff, and dead-lettered after the last attempt.
 
+A hook's offset is saved, so after a restart delivery resumes after the last event handled
+(at-least-once: an event being delivered at the moment of a crash is sent again).
+
 Signature: header ``X-CCEngine-Signature: t=<unix time>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>``
 (the timestamp inside the MAC lets receivers refuse replays). Each hook is served by one
 task reading the event hub, so a hook receives events in ``seq`` order.
@@ -18,7 +21,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session
 
 from .context import ApiContext
@@ -65,34 +68,60 @@ class WebhookDispatcher:
         self.hub: EventHub = ctx.hub
         self._tasks: dict[int, asyncio.Task[None]] = {}
         self._http: aiohttp.ClientSession | None = None
+        self._cursors: dict[int, int] = {}  # hook → last seq handled, not yet saved
+        self._saver: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
         for hook in await asyncio.to_thread(self._active):
             self.watch(hook)
+        self._saver = asyncio.create_task(self._save_cursors(), name="webhook-cursors")
 
     def _active(self) -> list[dict[str, Any]]:
         with Session(self.db) as session:
-            return [{"id": h.id, "url": h.url, "secret": h.secret, "event_types": h.event_types}
+            return [{"id": h.id, "url": h.url, "secret": h.secret, "event_types": h.event_types,
+                     "after": h.last_seq}
                     for h in session.scalars(select(WebhookRow).where(WebhookRow.active.is_(True)))]
+
+    async def _save_cursors(self, every: float = 1.0) -> None:
+        """Delivery offsets go to the database once a second (and at stop), not per event."""
+        while True:
+            await asyncio.sleep(every)
+            await self._flush_cursors()
+
+    async def _flush_cursors(self) -> None:
+        if not self._cursors:
+            return
+        cursors, self._cursors = self._cursors, {}
+
+        def write() -> None:
+            with Session(self.db) as session, session.begin():
+                for hook_id, seq in cursors.items():
+                    session.execute(update(WebhookRow).where(WebhookRow.id == hook_id).values(last_seq=seq))
+
+        await asyncio.to_thread(write)
 
     def watch(self, hook: dict[str, Any]) -> None:
         self._tasks[hook["id"]] = asyncio.create_task(self._serve(hook), name=f"webhook-{hook['id']}")
 
     async def stop(self) -> None:
-        for task in self._tasks.values():
+        tasks = [*self._tasks.values(), *([self._saver] if self._saver else [])]
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
         self._tasks.clear()
+        await self._flush_cursors()
         if self._http is not None:
             await self._http.close()
 
     async def _serve(self, hook: dict[str, Any]) -> None:
         types: list[str] = hook["event_types"]
+        after: int | None = hook.get("after")  # None for a new hook: from now on
         while True:
             try:
-                async for item in self.hub.stream(_TypeFilter(tuple(types))):
+                async for item in self.hub.stream(_TypeFilter(tuple(types)), after=after):
                     await self.deliver(hook, item)
+                    after = self._cursors[hook["id"]] = item.seq
             except asyncio.CancelledError:
                 raise
             except Exception:

@@ -19,25 +19,27 @@ _TS = sa.DateTime(timezone=True)
 
 
 def upgrade() -> None:
-    op.create_table(
-        "audit_log",
-        sa.Column("seq", _ID, primary_key=True, autoincrement=False),
-        sa.Column("ts", sa.String(32), nullable=False),
-        sa.Column("actor", sa.String(200), nullable=False),
-        sa.Column("action", sa.String(100), nullable=False),
-        sa.Column("target", sa.String(500), nullable=False),
-        sa.Column("source", sa.String(200), nullable=False),
-        sa.Column("outcome", sa.String(20), nullable=False),
-        sa.Column("details", sa.Text(), nullable=False),
-        sa.Column("prev_hash", sa.String(64), nullable=False),
-        sa.Column("hash", sa.String(64), nullable=False, unique=True),
-    )
-    op.create_index("ix_audit_log_ts", "audit_log", ["ts"])
-    op.create_index("ix_audit_log_actor_action", "audit_log", ["actor", "action"])
-    dialect = op.get_bind().dialect.name
-    if dialect in ("sqlite", "postgresql"):
-        for statement in trigger_ddl(dialect):
-            op.execute(statement)
+    # `recordings export --db-url` may have created the audit table (AuditTrail.create_schema) already
+    if "audit_log" not in sa.inspect(op.get_bind()).get_table_names():
+        op.create_table(
+            "audit_log",
+            sa.Column("seq", _ID, primary_key=True, autoincrement=False),
+            sa.Column("ts", sa.String(32), nullable=False),
+            sa.Column("actor", sa.String(200), nullable=False),
+            sa.Column("action", sa.String(100), nullable=False),
+            sa.Column("target", sa.String(500), nullable=False),
+            sa.Column("source", sa.String(200), nullable=False),
+            sa.Column("outcome", sa.String(20), nullable=False),
+            sa.Column("details", sa.Text(), nullable=False),
+            sa.Column("prev_hash", sa.String(64), nullable=False),
+            sa.Column("hash", sa.String(64), nullable=False, unique=True),
+        )
+        op.create_index("ix_audit_log_ts", "audit_log", ["ts"])
+        op.create_index("ix_audit_log_actor_action", "audit_log", ["actor", "action"])
+        dialect = op.get_bind().dialect.name
+        if dialect in ("sqlite", "postgresql"):
+            for statement in trigger_ddl(dialect):
+                op.execute(statement)
     op.create_table(
         "api_users",
         sa.Column("id", sa.Integer(), primary_key=True, autoincrement=True),
@@ -84,6 +86,7 @@ def upgrade() -> None:
         sa.Column("created_by", sa.String(64), nullable=False),
         sa.Column("created_at", _TS, nullable=False),
         sa.Column("active", sa.Boolean(), nullable=False),
+        sa.Column("last_seq", _ID, nullable=True),
     )
     op.create_table(
         "api_webhook_dead_letters",

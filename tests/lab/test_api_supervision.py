@@ -102,8 +102,19 @@ async def test_listen_whisper_barge(engine_factory, peer, lab):  # type: ignore[
             return not any(n.startswith(f"Snoop/{customer}") for n in names)
 
         await eventually(snoop_gone, 20, "the listening snoop hung up with the supervisor's phone")
-        status, body = await monitor("supervisor", "listen", "agent9")
-        assert status == 201 or "not a live call" in body["error"]
+        # the supervisor ends the call: the whisper session's phone goes with it
+        async with http.post(f"{base}/calls/{call.id}/hangup", json={}, ssl=trust,
+                             headers={"Authorization": f"Bearer {tokens['supervisor']}"}) as resp:
+            assert resp.status == 200, await resp.text()
+        await engine.wait_for(lambda: engine.calls()[0].state == "ended", 20, "the call hung up from the API")
+
+        async def supervisors_gone() -> bool:
+            names = [str(c.get("name", "")) for c in await ari(lab, "GET", "/channels")]
+            return not any(n.startswith(("PJSIP/agent7", "Snoop/")) for n in names)
+
+        await eventually(supervisors_gone, 20, "the whisper session ended with the call")
+        assert (await monitor("supervisor", "listen", "agent9"))[0] == 409
     actions = [(e.actor, e.action) for e in AuditTrail(engine.db).entries()]
-    assert ("floor", "call.listen") in actions and ("floor", "call.barge") in actions
+    for action in ("call.listen", "call.whisper", "call.barge", "call.hangup"):
+        assert ("floor", action) in actions
     assert ("quality", "api.denied") not in actions  # qa may use the route; the whisper was refused in the handler

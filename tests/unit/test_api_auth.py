@@ -114,6 +114,11 @@ def test_rate_limiter_refills() -> None:
     assert limiter.check("a") == pytest.approx(0.5)
     now[0] = 0.5
     assert limiter.check("a") == 0.0
+    for i in range(10_001):
+        limiter.check(f"client{i}")
+    now[0] = 100.0
+    limiter.check("late")
+    assert len(limiter._buckets) == 1  # idle, refilled buckets are forgotten
 
 
 @pytest.mark.parametrize(("payload", "headers", "status", "reason"), [

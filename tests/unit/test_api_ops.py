@@ -191,3 +191,51 @@ async def test_metrics_exposition(tmp_path: Path) -> None:
         assert samples['ccengine_agents{state="ready"}'] == "1"
         assert samples['ccengine_queue_waiting{queue="general"}'] == "0"
         assert "# TYPE ccengine_stream_subscribers gauge" in text
+
+
+async def test_webhook_resumes_after_a_restart_without_loss_or_repeat(tmp_path: Path) -> None:
+    from ccengine.api.server import build
+
+    from .api_support import make_context
+
+    receiver = Receiver(failures=0)
+    hook_runner, url = await serve_receiver(receiver)
+    ctx, bus, writer = make_context(tmp_path)
+    writer.start()
+    ctx.users.add("root", "admin")
+    token = ctx.users.create_token("root")
+
+    async def serve() -> tuple[web.AppRunner, str]:
+        runner = web.AppRunner(build(ctx))
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        return runner, f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
+
+    def publish(start: int, n: int) -> None:
+        for i in range(start, start + n):
+            bus.publish(Event.of(CallAnnounced(position=i), call_id=f"c{i}"))
+
+    try:
+        bus.publish(Event.of(CallAnnounced(position=99), call_id="before"))  # stored before the hook exists
+        await writer.flush()
+        runner, base = await serve()
+        async with aiohttp.ClientSession() as http, \
+                http.post(base + "/api/v1/webhooks", json={"url": url, "event_types": ["call.*"]},
+                          headers={"Authorization": f"Bearer {token}"}) as resp:
+            receiver.secret = (await resp.json())["secret"]
+        publish(0, 3)
+        await wait_for(lambda: len(receiver.accepted) == 3)
+        await runner.cleanup()  # the engine stops: offsets are saved
+        publish(3, 4)  # stored while no one delivers
+        await writer.flush()
+        runner, _base = await serve()
+        await wait_for(lambda: len(receiver.accepted) == 7)
+        await asyncio.sleep(0.3)
+        assert [e["data"]["position"] for e in receiver.accepted] == list(range(7))
+        assert all(n == 1 for n in receiver.attempts.values())
+        await runner.cleanup()
+    finally:
+        ctx.hub.close()
+        await writer.close()
+        await hook_runner.cleanup()

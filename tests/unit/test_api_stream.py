@@ -190,6 +190,11 @@ def test_migration_0004_on_sqlite_and_postgresql(tmp_path: Path, postgres_url: s
             raise AssertionError(f"audit_log accepted an UPDATE on {url}")
         command.downgrade(alembic_config(url), "0003")
         assert "api_users" not in set(inspect(engine).get_table_names())
+        # an audit table made earlier by `recordings export --db-url` is adopted, not re-created
+        AuditTrail(engine).create_schema()
+        AuditTrail(engine).append("early", "probe")
+        upgrade(url)
+        assert [e.actor for e in AuditTrail(engine).entries()] == ["early"]
         engine.dispose()
 
 
