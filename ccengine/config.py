@@ -88,6 +88,7 @@ class RecordingSettings(_Strict):
 
     vault_dir: Path = Path("var/vault")
     seal: bool = Field(True, description="seal each recording when its call ends; the plaintext is removed")
+    retention: Path = Field(Path("retention.yaml"), description="retention policies (config/retention.yaml)")
 
 
 class FlowSettings(_Strict):
@@ -162,7 +163,8 @@ class Settings(_Strict):
                 sounds_dir=anchor(self.paths.sounds_dir),
             ),
             "acd": self.acd.model_copy(update={"queues": anchor(self.acd.queues)}),
-            "recording": self.recording.model_copy(update={"vault_dir": anchor(self.recording.vault_dir)}),
+            "recording": self.recording.model_copy(update={"vault_dir": anchor(self.recording.vault_dir),
+                                                           "retention": anchor(self.recording.retention)}),
             "ivr": self.ivr.model_copy(update={"tree": anchor(self.ivr.tree) if self.ivr.tree else None}),
             "analytics": anchor(self.analytics) if self.analytics is not None else None,
             "lab": self.lab.model_copy(update={

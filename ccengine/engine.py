@@ -29,6 +29,7 @@ from .acd.definitions import load_queue_config
 from .acd.service import Acd
 from .audio.config import load_analytics
 from .audio.service import AudioAnalytics
+from .audit.chain import AuditTrail
 from .config import Settings
 from .control import make_app as make_control
 from .control import serve as serve_control
@@ -52,6 +53,8 @@ from .pbx.protocol import (
     PlaybackFinished,
     RecordingChanged,
 )
+from .recording.keeping import Keeping
+from .recording.retention import load_retention
 from .recording.vault import Vault
 from .speech import synthesize
 from .store.database import make_engine, upgrade
@@ -96,6 +99,10 @@ class Engine:
                           if settings.analytics is not None else None)
         self.app: InboundApp | None = None
         self.supervision = Supervision(self.pbx, settings.pbx.agent_dial)
+        # recordings: sealed into the vault, kept per the retention policies (a bad policy file stops the engine)
+        self.retention = load_retention(settings.recording.retention)
+        self.vault = Vault(settings.recording.vault_dir) if settings.recording.seal else None
+        self.keeping = Keeping(self.db, self.vault, AuditTrail(self.db)) if self.vault is not None else None
         self._dispatcher: asyncio.Task[None] | None = None
         self._ticker: asyncio.Task[None] | None = None
         self._first_sync = asyncio.Event()
@@ -152,7 +159,7 @@ class Engine:
         self.app = InboundApp(self.pbx, self.bus, settings.flow, self.acd, agent_dial=settings.pbx.agent_dial,
                               customer_dial=settings.pbx.customer_dial, prompts=prompts,
                               recordings_dir=settings.paths.recordings_dir,
-                              vault=Vault(settings.recording.vault_dir) if settings.recording.seal else None,
+                              vault=self.vault, retention=self.retention,
                               ivr=self.ivr, directory=self.directory, prompt_cache=self.prompt_cache,
                               voicemail_dir=settings.paths.state_dir / "voicemail")
         if self.analytics is not None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import secrets
 import uuid
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -30,6 +31,7 @@ class Rule:
 RULES: dict[str, Rule] = {
     "recording.export": Rule(("qa", "compliance", "supervisor"), ("compliance",)),
     "recording.purge": Rule(("compliance",), ("compliance", "admin")),
+    "recording.erase": Rule(("compliance",), ("compliance", "admin")),
     "retention.change": Rule(("compliance", "admin"), ("compliance", "admin")),
     "key.destroy": Rule(("admin",), ("compliance",)),
     "password.reset": Rule(("admin", "supervisor"), ("admin",)),
@@ -68,10 +70,19 @@ def as_json(row: ApprovalRow) -> dict[str, Any]:
             "expires_at": _utc(row.expires_at).isoformat(), "status": row.status, "decided_by": row.decided_by}
 
 
+# performs an executed request: (approval id, target, params, who) -> result fields
+Executor = Callable[[str, str, dict[str, Any], str], dict[str, Any]]
+# refuses a request at once when it could never be carried out: (target, params) -> reason or None
+Check = Callable[[str, dict[str, Any]], str | None]
+
+
 class Approvals:
-    def __init__(self, db: Engine, ttl_seconds: float):
+    def __init__(self, db: Engine, ttl_seconds: float, *, executors: Mapping[str, Executor] | None = None,
+                 checks: Mapping[str, Check] | None = None):
         self.db = db
         self.ttl = timedelta(seconds=ttl_seconds)
+        self.executors = dict(executors or {})
+        self.checks = dict(checks or {})
 
     def request(self, who: Principal, action: str, target: str, params: dict[str, Any]) -> dict[str, Any]:
         rule = RULES.get(action)
@@ -79,6 +90,9 @@ class Approvals:
             raise Refused(422, f"unknown action {action!r}; one of {', '.join(sorted(RULES))}")
         if who.role not in rule.requesters:
             raise Refused(403, f"role {who.role} may not request {action}")
+        check = self.checks.get(action)
+        if check is not None and (refusal := check(target, params)) is not None:
+            raise Refused(409, refusal)
         now = datetime.now(UTC)
         row = ApprovalRow(id=uuid.uuid4().hex, action=action, target=target, params=params,
                           requested_by=who.username, requested_at=now, expires_at=now + self.ttl, status="pending")
@@ -143,7 +157,17 @@ class Approvals:
             result: dict[str, Any] = {"id": row.id, "action": row.action, "target": row.target, "status": "executed"}
             if row.action == "password.reset":
                 result["temporary_password"] = _reset_password(session, row.target, now)
-            return result
+            action, target, params = row.action, row.target, dict(row.params or {})
+        executor = self.executors.get(action)
+        if executor is not None:  # claimed (committed) first, so a concurrent execute cannot run it twice
+            try:
+                result.update(executor(approval_id, target, params, who.username))
+            except Exception:
+                with Session(self.db) as session, session.begin():  # not done: it may be executed again
+                    session.execute(update(ApprovalRow).where(ApprovalRow.id == approval_id)
+                                    .values(status="approved"))
+                raise
+        return result
 
 
 def _reset_password(session: Session, username: str, now: datetime) -> str:

@@ -16,6 +16,7 @@ from ari_apps.supervision import Supervision
 from ..acd.service import Acd
 from ..audit.chain import AuditTrail
 from ..pbx.protocol import PbxAdapter
+from ..recording.keeping import Keeping
 from .security import LoginPolicy, Principal, RateLimiter
 from .settings import ApiSettings
 from .stream import EventHub
@@ -42,6 +43,7 @@ class ApiContext:
     reasons: tuple[str, ...] = ("break",)
     supervision: Supervision | None = None  # listen / whisper / barge, when the engine runs
     live_call: Callable[[str], CallSession | None] | None = None  # call id → the engine's live call
+    keeping: Keeping | None = None  # legal holds, purge and erasure of sealed recordings
     users: UserStore = field(init=False)
     audit: AuditTrail = field(init=False)
     limiter: RateLimiter = field(init=False)

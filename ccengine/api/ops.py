@@ -17,6 +17,7 @@ from ..core.events import PAYLOADS
 from .app import Route, body, error, principal
 from .approvals import APPROVERS, REQUESTERS, Approvals, Refused
 from .context import CONTEXT, ApiContext
+from .keeping import approval_hooks
 from .tables import DeadLetterRow, WebhookRow
 from .webhooks import WebhookDispatcher
 
@@ -48,7 +49,8 @@ def install(app: web.Application, ctx: ApiContext) -> None:
     """Background parts: the webhook dispatcher runs while the app runs."""
     dispatcher = WebhookDispatcher(ctx)
     app[DISPATCHER] = dispatcher
-    app[APPROVALS] = Approvals(ctx.db, ctx.settings.approval_seconds)
+    executors, checks = approval_hooks(ctx.keeping) if ctx.keeping is not None else ({}, {})
+    app[APPROVALS] = Approvals(ctx.db, ctx.settings.approval_seconds, executors=executors, checks=checks)
 
     async def start(_app: web.Application) -> None:
         await dispatcher.start()

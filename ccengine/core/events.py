@@ -128,6 +128,8 @@ class CallRecordingSealed(Payload):
     chain_seq: int
     plaintext_sha256: str
     segments: int
+    retention_policy: str
+    retain_until: datetime
 
 
 class RecordingTamperAttempt(Payload):

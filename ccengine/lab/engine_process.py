@@ -22,7 +22,8 @@ def write_engine_config(workdir: Path, *, queues: Path, flow: dict[str, Any] | N
     settings["paths"] = {"state_dir": str(workdir), "recordings_dir": str(workdir / "recordings"),
                          "sounds_dir": str(ROOT / "var" / "sounds")}
     settings["lab"]["state_dir"] = str(ROOT / ".lab")
-    settings["recording"] = {**settings.get("recording", {}), "vault_dir": str(workdir / "vault")}
+    settings["recording"] = {**settings.get("recording", {}), "vault_dir": str(workdir / "vault"),
+                             "retention": str(ROOT / "config" / "retention.yaml")}
     settings["acd"]["queues"] = str(queues)
     settings["acd"].update(acd or {})
     settings["flow"].update(flow or {})

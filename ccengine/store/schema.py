@@ -92,6 +92,36 @@ class RecordingRow(Base):
     size_bytes: Mapped[int | None] = mapped_column(BigInteger().with_variant(Integer, "sqlite"))
 
 
+class RetentionRow(Base):
+    """How long a sealed recording must be kept, and whether it is gone (crypto-shredded)."""
+
+    __tablename__ = "recording_retention"
+
+    recording_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    call_id: Mapped[str | None] = mapped_column(String(36), index=True)
+    policy: Mapped[str] = mapped_column(String(64))
+    sealed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    retain_until: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    purged_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    purged_by: Mapped[str | None] = mapped_column(String(64))
+    purge_reason: Mapped[str | None] = mapped_column(String(32))  # expired | erasure
+
+
+class LegalHoldRow(Base):
+    """A legal hold: while it is not released, nothing it covers may be destroyed."""
+
+    __tablename__ = "legal_holds"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))  # recording | call | caller
+    target: Mapped[str] = mapped_column(String(64), index=True)
+    reason: Mapped[str] = mapped_column(Text)
+    placed_by: Mapped[str] = mapped_column(String(64))
+    placed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    released_by: Mapped[str | None] = mapped_column(String(64))
+    released_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
 class QueueLogRow(Base):
     """Append-only log of every queue step (in the spirit of Asterisk's queue_log); statistics
     are computed from it, never from mutable projections."""

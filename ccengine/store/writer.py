@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from ..core.bus import EventBus, Subscription
 from ..core.events import Event
-from .schema import AgentRow, CallRow, EventRow, LegRow, QueueLogRow, RecordingRow
+from .schema import AgentRow, CallRow, EventRow, LegRow, QueueLogRow, RecordingRow, RetentionRow
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +108,12 @@ def _recording_stopped(session: Session, e: Event) -> None:
         row.ended_at = e.occurred_at
         row.duration_seconds = e.data["duration_seconds"]
         row.size_bytes = e.data["size_bytes"]
+
+
+def _recording_sealed(session: Session, e: Event) -> None:
+    d = e.data
+    session.merge(RetentionRow(recording_id=d["recording_id"], call_id=e.call_id, policy=d["retention_policy"],
+                               sealed_at=e.occurred_at, retain_until=datetime.fromisoformat(d["retain_until"])))
 
 
 def _ended(session: Session, e: Event) -> None:
@@ -202,6 +208,7 @@ PROJECTORS: dict[str, Projector] = {
     "call.bridged": _bridged,
     "call.recording_started": _recording_started,
     "call.recording_stopped": _recording_stopped,
+    "call.recording_sealed": _recording_sealed,
     "call.ended": _ended,
     "agent.state_changed": _agent_state,
 }

@@ -19,8 +19,11 @@ from ccengine.api.server import build
 from ccengine.api.settings import ApiSettings
 from ccengine.api.stream import EventHub
 from ccengine.api.tls import lab_certificate, server_context
+from ccengine.audit.chain import AuditTrail
 from ccengine.core.bus import EventBus
 from ccengine.lab.queues import write_general_queue
+from ccengine.recording.keeping import Keeping
+from ccengine.recording.vault import Vault
 from ccengine.store.database import make_engine, upgrade
 from ccengine.store.writer import StoreWriter
 
@@ -51,8 +54,11 @@ def make_context(tmp_path: Path, **settings: Any) -> tuple[ApiContext, EventBus,
 
 
 @asynccontextmanager
-async def running_api(tmp_path: Path, *, tls: bool = False, **settings: Any) -> AsyncIterator[Api]:
+async def running_api(tmp_path: Path, *, tls: bool = False, vault_dir: Path | None = None,
+                      **settings: Any) -> AsyncIterator[Api]:
     ctx, bus, writer = make_context(tmp_path, **settings)
+    if vault_dir is not None:  # recordings kept in a real vault: holds, purge, erasure
+        ctx.keeping = Keeping(ctx.db, Vault(vault_dir), AuditTrail(ctx.db))
     writer.start()
     for role in ROLES:
         ctx.users.add(f"{role}1", role, "correct horse battery", agent_id="agent1" if role == "agent" else None)

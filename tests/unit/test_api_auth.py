@@ -20,6 +20,7 @@ from ccengine.audit.chain import AuditTrail
 from .api_support import running_api
 
 PARAMS = {"agent": "agent1", "call_id": "no-such-call", "username": "agent1", "approval_id": "nope",
+          "recording_id": "no-such-recording", "hold_id": "no-such-hold",
           "webhook_id": "1"}
 
 
