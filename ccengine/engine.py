@@ -102,7 +102,8 @@ class Engine:
         # recordings: sealed into the vault, kept per the retention policies (a bad policy file stops the engine)
         self.retention = load_retention(settings.recording.retention)
         self.vault = Vault(settings.recording.vault_dir) if settings.recording.seal else None
-        self.keeping = Keeping(self.db, self.vault, AuditTrail(self.db)) if self.vault is not None else None
+        self.keeping = (Keeping(self.db, self.vault, AuditTrail(self.db), self.retention)
+                        if self.vault is not None else None)
         self._dispatcher: asyncio.Task[None] | None = None
         self._ticker: asyncio.Task[None] | None = None
         self._first_sync = asyncio.Event()

@@ -12,7 +12,7 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..recording.keeping import Keeping, KeepingError
-from ..recording.retention import Kept, destroy_refusal
+from ..recording.retention import Kept, check_extension, destroy_refusal
 from .app import Route, body, error, principal
 from .approvals import Check, Executor
 from .context import CONTEXT
@@ -86,13 +86,35 @@ def approval_hooks(keeping: Keeping) -> tuple[dict[str, Executor], dict[str, Che
     def erase(approval_id: str, target: str, _params: dict[str, Any], who: str) -> dict[str, Any]:
         return _outcomes(keeping.destroy([target], by=who, approval_id=approval_id, reason="erasure"))
 
+    def extend(approval_id: str, target: str, params: dict[str, Any], who: str) -> dict[str, Any]:
+        keeping.extend(target, _until(params), by=who, approval_id=approval_id)
+        return {"retain_until": _until(params).isoformat()}
+
     def erasable(target: str, _params: dict[str, Any]) -> str | None:
         try:
             return destroy_refusal(keeping.kept(target), datetime.now(UTC))
         except KeepingError as exc:
             return str(exc)
 
-    return {"recording.purge": purge, "recording.erase": erase}, {"recording.erase": erasable}
+    def extensible(target: str, params: dict[str, Any]) -> str | None:
+        if keeping.config is None:
+            return "no retention policies are loaded"
+        try:
+            until = _until(params)
+        except (KeyError, ValueError) as exc:
+            return f"params.until must be an ISO date-time ({exc})"
+        try:
+            return check_extension(keeping.config, keeping.kept(target), until)
+        except KeepingError as exc:
+            return str(exc)
+
+    return ({"recording.purge": purge, "recording.erase": erase, "retention.change": extend},
+            {"recording.erase": erasable, "retention.change": extensible})
+
+
+def _until(params: dict[str, Any]) -> datetime:
+    until = datetime.fromisoformat(str(params["until"]))
+    return until if until.tzinfo else until.replace(tzinfo=UTC)
 
 
 def _outcomes(outcomes: list[Any]) -> dict[str, Any]:

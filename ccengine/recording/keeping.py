@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from ..audit.chain import AuditTrail
 from ..store.schema import CallRow, LegalHoldRow, RetentionRow
-from .retention import Kept, destroy_refusal
+from .retention import Kept, RetentionConfig, check_extension, destroy_refusal
 from .vault import Vault
 
 HoldKind = Literal["recording", "call", "caller"]
@@ -42,10 +42,12 @@ def _utc(at: datetime) -> datetime:
 
 
 class Keeping:
-    def __init__(self, db: Engine, vault: Vault, audit: AuditTrail | None = None):
+    def __init__(self, db: Engine, vault: Vault, audit: AuditTrail | None = None,
+                 config: RetentionConfig | None = None):
         self.db = db
         self.vault = vault
         self.audit = audit
+        self.config = config
 
     # -- facts ----------------------------------------------------------------------------------
     def kept(self, recording_id: str) -> Kept:
@@ -96,6 +98,20 @@ class Keeping:
                 raise KeepingError("four-eyes rule: a hold is released by someone other than who placed it")
             row.released_by, row.released_at = by, datetime.now(UTC)
         self._audit(by, "legal_hold.release", hold_id, {})
+
+    # -- extension ------------------------------------------------------------------------------
+    def extend(self, recording_id: str, until: datetime, *, by: str, approval_id: str) -> None:
+        """Keep a recording longer (e.g. at the regulator's request), within its policy's limit."""
+        if self.config is None:
+            raise KeepingError("no retention policies are loaded")
+        refusal = check_extension(self.config, self.kept(recording_id), until)
+        if refusal is not None:
+            raise KeepingError(refusal)
+        with Session(self.db) as session, session.begin():
+            row = session.get(RetentionRow, recording_id)
+            assert row is not None
+            row.retain_until = until
+        self._audit(by, "retention.change", recording_id, {"approval_id": approval_id, "until": until.isoformat()})
 
     # -- destruction ----------------------------------------------------------------------------
     def destroy(self, recording_ids: list[str], *, by: str, approval_id: str,

@@ -21,8 +21,10 @@ from ccengine.api.stream import EventHub
 from ccengine.api.tls import lab_certificate, server_context
 from ccengine.audit.chain import AuditTrail
 from ccengine.core.bus import EventBus
+from ccengine.lab.lab import ROOT
 from ccengine.lab.queues import write_general_queue
 from ccengine.recording.keeping import Keeping
+from ccengine.recording.retention import load_retention
 from ccengine.recording.vault import Vault
 from ccengine.store.database import make_engine, upgrade
 from ccengine.store.writer import StoreWriter
@@ -58,7 +60,8 @@ async def running_api(tmp_path: Path, *, tls: bool = False, vault_dir: Path | No
                       **settings: Any) -> AsyncIterator[Api]:
     ctx, bus, writer = make_context(tmp_path, **settings)
     if vault_dir is not None:  # recordings kept in a real vault: holds, purge, erasure
-        ctx.keeping = Keeping(ctx.db, Vault(vault_dir), AuditTrail(ctx.db))
+        ctx.keeping = Keeping(ctx.db, Vault(vault_dir), AuditTrail(ctx.db),
+                              load_retention(ROOT / "config" / "retention.yaml"))
     writer.start()
     for role in ROLES:
         ctx.users.add(f"{role}1", role, "correct horse battery", agent_id="agent1" if role == "agent" else None)

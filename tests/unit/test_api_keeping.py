@@ -104,6 +104,18 @@ async def test_holds_purge_and_erasure_follow_retention_and_four_eyes(tmp_path: 
         assert [f.check for f in vault.verify(old)] == ["shredded"]  # the chain still proves it existed
         vault.export(new, io.BytesIO())  # the protected one is intact
 
+        # the regulator asks to keep the MiFID II recording longer: within 7 years only, four-eyes
+        status, body = await call("POST", "/api/v1/approvals", "compliance", {
+            "action": "retention.change", "target": new, "params": {"until": "2040-01-01T00:00:00+00:00"}})
+        assert status == 409 and "at most" in body["error"]
+        status, req = await call("POST", "/api/v1/approvals", "compliance", {
+            "action": "retention.change", "target": new, "params": {"until": "2032-06-30T00:00:00+00:00"}})
+        assert status == 201
+        assert (await call("POST", f"/api/v1/approvals/{req['id']}/approve", "admin", {}))[0] == 200
+        assert (await call("POST", f"/api/v1/approvals/{req['id']}/execute", "compliance", {}))[0] == 200
+        status, kept = await call("GET", f"/api/v1/recordings/{new}/retention", "auditor")
+        assert kept["retain_until"].startswith("2032-06-30")
+
         trail = AuditTrail(api.ctx.db)
         purges = [(e.target, e.outcome) for e in trail.entries() if e.action == "recording.purge"]
         assert purges == [(old, "denied"), (old, "success")]
