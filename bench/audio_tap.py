@@ -49,6 +49,7 @@ from ccengine.audio.rtp import Frame, build_rtp, open_receiver, receiver_port
 from ccengine.audio.vad import FrameVad, VadSettings
 from ccengine.config import load_settings
 from ccengine.lab.engine_process import spawn_engine, write_engine_config
+from ccengine.lab.measure import cpu_seconds
 from ccengine.lab.queues import write_general_queue
 from ccengine.lab.traffic import Customer, PeerDriver
 from ccengine.pbx.asterisk.ami import AmiClient
@@ -231,11 +232,6 @@ def lab_script(folder: Path, pause: float) -> tuple[str, str, list[float]]:
     customer = write_wav(folder / "customer.wav",
                          np.concatenate([*tracks["customer"], np.zeros(4 * RATE, np.int16)]))
     return agent, customer, pauses
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def lab(calls: int, tap: bool = True, threshold: float = 2.0, pause: float = 4.0) -> dict[str, float] | None:

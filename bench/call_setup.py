@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import shutil
 import sys
 import time
@@ -31,23 +30,12 @@ sys.path.insert(0, str(ROOT))
 
 from ccengine.config import load_settings
 from ccengine.lab.engine_process import spawn_engine, write_engine_config
+from ccengine.lab.measure import calls_settled, cpu_seconds, percentile
 from ccengine.lab.queues import write_general_queue
 from ccengine.lab.traffic import Customer, PeerDriver
 from ccengine.pbx.asterisk.adapter import AsteriskAdapter
 from ccengine.store.database import make_engine
 from ccengine.store.schema import CallRow, EventRow
-
-TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS
-
-
-def percentile(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
 async def live(calls: int, rate: float, agents: int) -> None:
@@ -78,13 +66,7 @@ async def live(calls: int, rate: float, agents: int) -> None:
             for i in range(calls):
                 await peer.call(Customer(number=f"559{i:04d}", digit="1", prompt_wait=0.2, patience=120))
                 await asyncio.sleep(1 / rate)
-            deadline = time.monotonic() + 120
-            while time.monotonic() < deadline:
-                with Session(db) as s:
-                    rows = s.scalars(select(CallRow)).all()
-                if len(rows) >= calls and all(r.ended_at and r.disposition for r in rows):
-                    break
-                await asyncio.sleep(0.5)
+            await calls_settled(db, calls)
             wall, cpu = time.monotonic() - wall0, cpu_seconds(proc.pid) - cpu0
     finally:
         proc.terminate()

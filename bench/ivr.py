@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import random
 import shutil
 import sys
@@ -34,16 +33,11 @@ from ccengine.core.events import CallIvrStep, Event
 from ccengine.ivr.interpreter import Collect, Context, Digits, Done, Play, Walk
 from ccengine.ivr.model import tree_from_text
 from ccengine.lab.engine_process import spawn_engine, write_engine_config
+from ccengine.lab.measure import calls_settled, cpu_seconds
 from ccengine.lab.queues import write_general_queue
 from ccengine.lab.traffic import Customer, PeerDriver, dtmf_script
 from ccengine.store.database import make_engine
 from ccengine.store.schema import CallRow, EventRow
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU of a process, from /proc."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def menu_tree(levels: int, tree_id: str) -> str:
@@ -119,13 +113,7 @@ async def live(levels: int, calls: int, rate: float, label: str) -> tuple[float,
                 await peer.call(Customer(number=f"558{i:04d}", digit="", prompt_wait=0.5, patience=40,
                                          script=script))
                 await asyncio.sleep(1 / rate)
-            deadline = time.monotonic() + 120
-            while time.monotonic() < deadline:
-                with Session(db) as s:
-                    rows = s.scalars(select(CallRow)).all()
-                if len(rows) >= calls and all(r.ended_at and r.disposition for r in rows):
-                    break
-                await asyncio.sleep(0.5)
+            await calls_settled(db, calls)
             wall, cpu = time.monotonic() - wall0, cpu_seconds(proc.pid) - cpu0
     finally:
         proc.terminate()

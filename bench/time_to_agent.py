@@ -39,6 +39,7 @@ sys.path.insert(0, str(ROOT))
 
 from ccengine.config import Settings, load_settings
 from ccengine.lab.engine_process import spawn_engine, write_engine_config
+from ccengine.lab.measure import percentile
 from ccengine.lab.queues import write_general_queue
 from ccengine.lab.traffic import Customer, PeerDriver
 from ccengine.pbx.asterisk.ami import AmiClient
@@ -46,11 +47,6 @@ from ccengine.store.database import make_engine
 from ccengine.store.schema import CallRow, EventRow
 
 AGENTS = 20
-
-
-def percentile(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
 class RingWatch:
