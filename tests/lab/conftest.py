@@ -123,12 +123,27 @@ class EngineProcess:
                              f"{[(c.caller_number, c.state, c.disposition) for c in self.calls()]}")
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    report = yield
+    if report.when == "call":
+        item.stash[_FAILED] = report.failed
+    return report
+
+
+_FAILED = pytest.StashKey[bool]()
+
+
 @pytest.fixture
 def workdir(request: pytest.FixtureRequest) -> Iterator[Path]:
     path = ROOT / "var" / "test" / f"{request.node.name[:40]}-{uuid.uuid4().hex[:6]}"
     path.mkdir(parents=True)
     yield path
-    if os.environ.get("CCENGINE_KEEP_TEST_DATA") != "1":
+    if request.node.stash.get(_FAILED, False):
+        # a failed test keeps its data, and its engine's last words go into the report
+        for log in sorted(path.glob("**/engine.log")):
+            print(f"--- {log} (last 60 lines)\n" + "\n".join(log.read_text(errors="replace").splitlines()[-60:]))
+    elif os.environ.get("CCENGINE_KEEP_TEST_DATA") != "1":
         shutil.rmtree(path, ignore_errors=True)
 
 
