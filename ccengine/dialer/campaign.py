@@ -136,7 +136,13 @@ class Campaign(_Strict):
     mode: Mode
     ratio: float | None = Field(None, ge=1.0, le=5.0, description="power mode: lines per idle agent")
     target: float | None = Field(None, gt=0, lt=0.03, description="predictive: abandonment setpoint")
-    agents: list[Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,40}$")]] = Field(min_length=1)
+    agents: list[Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,40}$")]] | None = Field(
+        None, min_length=1, description="standalone: the campaign's own agents (not shared with the ACD)")
+    queue: str | None = Field(None, min_length=1, max_length=64,
+                              description="blended: the ACD queue whose agents work the campaign (needs the "
+                                          "running engine; inbound and outbound share them)")
+    skills: dict[str, Annotated[int, Field(ge=1, le=100)]] | None = Field(
+        None, description="with queue: skill levels an agent needs instead of the queue's own")
     caller_id: str = Field(pattern=r"^\+?[0-9]{3,20}$")
     contacts: Path
     dial: str = Field("PJSIP/{phone}@peer", description="dial string template; {phone} is the number")
@@ -166,8 +172,12 @@ class Campaign(_Strict):
                 and gap < ABANDON_REDIAL_GAP.total_seconds()):
             raise ValueError("retry.abandoned must be at least 72h unless an agent is guaranteed "
                              "(preview or progressive)")
-        if len(set(self.agents)) != len(self.agents):
+        if self.agents is not None and len(set(self.agents)) != len(self.agents):
             raise ValueError("agents must be unique")
+        if (self.agents is None) == (self.queue is None):
+            raise ValueError("name either agents (a standalone campaign) or queue (agents shared with the ACD)")
+        if self.skills is not None and self.queue is None:
+            raise ValueError("skills only apply with queue")
         return self
 
     def strategy(self) -> Strategy:

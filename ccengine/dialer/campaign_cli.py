@@ -76,7 +76,8 @@ def validate_cmd(file: Path) -> None:
         sys.exit(2)
     for issue in issues:
         click.echo(f"error: {issue}", err=True)
-    click.echo(f"{campaign_.name}: mode {campaign_.mode.value}, {len(campaign_.agents)} agent(s), "
+    staff = f"queue {campaign_.queue}" if campaign_.queue else f"{len(campaign_.agents or ())} agent(s)"
+    click.echo(f"{campaign_.name}: mode {campaign_.mode.value}, {staff}, "
                f"{len(contacts)} contact(s), {len(issues)} bad row(s), {len(dnc)} DNC number(s) from files")
     if issues:
         sys.exit(1)
