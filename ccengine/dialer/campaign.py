@@ -131,6 +131,13 @@ class AbandonmentSettings(_Strict):
                                  base.count_amd_false_positives, base.amd_false_positive_rate)
 
 
+class ContactTable(_Strict):
+    """Contacts from the database: a list imported with ``ccengine campaign contacts-import``."""
+
+    table: Literal["campaign_contacts"] = "campaign_contacts"
+    list: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+
+
 class Campaign(_Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
     mode: Mode
@@ -144,7 +151,7 @@ class Campaign(_Strict):
     skills: dict[str, Annotated[int, Field(ge=1, le=100)]] | None = Field(
         None, description="with queue: skill levels an agent needs instead of the queue's own")
     caller_id: str = Field(pattern=r"^\+?[0-9]{3,20}$")
-    contacts: Path
+    contacts: Path | ContactTable = Field(description="a CSV file, or {table: campaign_contacts, list: NAME}")
     dial: str = Field("PJSIP/{phone}@peer", description="dial string template; {phone} is the number")
     window: CallingWindow = CallingWindow()
     dnc: DncSettings = DncSettings()
@@ -203,8 +210,9 @@ def load_campaign(path: str | Path) -> Campaign:
     def anchor(p: Path) -> Path:
         return p if p.is_absolute() else (base / p).resolve()
 
+    contacts = campaign.contacts
     return campaign.model_copy(update={
-        "contacts": anchor(campaign.contacts),
+        "contacts": anchor(contacts) if isinstance(contacts, Path) else contacts,
         "dnc": campaign.dnc.model_copy(update={"files": [anchor(p) for p in campaign.dnc.files]}),
     })
 
@@ -319,10 +327,13 @@ def load_dnc_files(paths: Iterable[Path]) -> tuple[set[str], list[ConfigIssue]]:
 def load_campaign_inputs(path: str | Path) -> tuple[Campaign, list[Contact], set[str], list[ConfigIssue]]:
     """Campaign, good contacts, DNC numbers from files, and every row-level issue.
 
-    Raises ConfigError only when the campaign YAML itself is invalid.
+    Raises ConfigError only when the campaign YAML itself is invalid. A
+    campaign reading a database list gets no contacts here: the caller, who
+    holds the database, reads them (``contact_lists.read_list``).
     """
     campaign = load_campaign(path)
-    contacts, issues = load_contacts(campaign.contacts)
+    contacts, issues = (load_contacts(campaign.contacts) if isinstance(campaign.contacts, Path)
+                        else ([], []))
     dnc, dnc_issues = load_dnc_files(campaign.dnc.files)
     return campaign, contacts, dnc, issues + dnc_issues
 
