@@ -491,7 +491,9 @@ class OutboundRunner:
     def _on_deadline(self, call: Dial) -> None:
         if call.finished or call.state not in ("waiting", "connecting"):
             return
-        self._spawn(self._abandon(call), f"abandon-{call.id}")
+        # decided now, not when the task runs: a bridge completing meanwhile must not count as a connect
+        call.state = "message"
+        self._spawn(self._abandon(call, decided=True), f"abandon-{call.id}")
 
     async def _ring_agent(self, call: Dial, agent: str) -> bool:
         """Ring the agent's phone into the application; True once it answered."""
@@ -536,10 +538,15 @@ class OutboundRunner:
             return
         if call.finished or call.state != "connecting":
             return
+        connected_at = _now()
+        if call.greeting_end_at is not None and (connected_at - call.greeting_end_at).total_seconds() \
+                > self.campaign.abandonment.grace_seconds:
+            self._on_deadline(call)  # its timer is due but has not run yet: too late all the same
+            return
         if call.deadline is not None:
             call.deadline.cancel()
         call.state = "talking"
-        call.connected_at = _now()
+        call.connected_at = connected_at
         call.talk_mono = time.monotonic()
         self.progress.connected += 1
         self.strategy.on_live_answer(time.monotonic(), False)
@@ -561,9 +568,9 @@ class OutboundRunner:
         if not call.agent_answered.done():
             call.agent_answered.set_result(None)
 
-    async def _abandon(self, call: Dial) -> None:
+    async def _abandon(self, call: Dial, *, decided: bool = False) -> None:
         """No agent within the grace: play the information message, then release (abandoned)."""
-        if call.finished or call.state in ("message", "talking"):
+        if call.finished or call.state == "talking" or (call.state == "message" and not decided):
             return
         call.state = "message"
         self.strategy.on_live_answer(time.monotonic(), True)
