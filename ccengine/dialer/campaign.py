@@ -161,7 +161,7 @@ class Campaign(_Strict):
     abandonment: AbandonmentSettings = AbandonmentSettings()
     message: str = Field(min_length=10, description="information message played when no agent is free")
     ring_timeout: int = Field(20, ge=15, le=60, description="seconds before an unanswered call is released")
-    wrapup_seconds: float = Field(5.0, ge=0)
+    wrapup_seconds: float = Field(5.0, ge=0, description="standalone agents; a queue's own wrap_up applies with queue")
     max_lines: int | None = Field(None, ge=1)
 
     @model_validator(mode="after")

@@ -143,6 +143,11 @@ def start_cmd(ctx: click.Context, file: Path, dry_run: bool, until_idle: bool) -
     from ari_apps.outbound import OutboundRunner, Progress, open_campaign
 
     settings = _settings(ctx)
+    shared = set(campaign_.agents or ()) & _engine_agents(ctx)
+    if shared:
+        raise click.ClickException(
+            f"agent(s) {', '.join(sorted(shared))} belong to the running engine's ACD: a standalone campaign "
+            "would ring them behind its back; name the ACD queue instead (queue: ...)")
     for row in _targets(db, campaign_.name, ("running", "paused")):
         if row.runner_pid and _alive(row.runner_pid):
             raise click.ClickException(f"campaign {row.name} is already {row.state} (pid {row.runner_pid}); "
@@ -190,6 +195,15 @@ def _engine(ctx: click.Context, method: str, path: str, body: object = None) -> 
     except (aiohttp.ClientConnectionError, FileNotFoundError):
         raise click.ClickException(f"campaign names a queue: it runs in the engine, and no engine runs at "
                                    f"{sock} (start `ccengine run`)") from None
+
+
+def _engine_agents(ctx: click.Context) -> set[str]:
+    """Agents of a running engine's ACD (none when no engine runs here)."""
+    try:
+        status, rows = _engine(ctx, "GET", "/agents")
+    except click.ClickException:
+        return set()
+    return {row["id"] for row in rows} if status == 200 else set()
 
 
 def _start_on_engine(ctx: click.Context, file: Path, until_idle: bool) -> None:

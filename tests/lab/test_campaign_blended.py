@@ -63,6 +63,16 @@ async def test_inbound_and_campaign_share_agents_without_double_booking(  # type
         "message": "This is Lab Bank calling about your account. We will call you back. Goodbye.",
         "ring_timeout": 15}))
 
+    # refused up front: a standalone campaign ringing the engine's agents, a queue the ACD lacks
+    standalone = yaml.safe_load((workdir / "campaign.yaml").read_text())
+    standalone.pop("queue")
+    (workdir / "standalone.yaml").write_text(yaml.safe_dump({**standalone, "agents": ["agent11", "agent40"]}))
+    refused = cli(engine.config, "start", str(workdir / "standalone.yaml"))
+    assert refused.returncode == 1 and "agent11 belong to the running engine" in refused.stderr, refused.stderr
+    (workdir / "nowhere.yaml").write_text(yaml.safe_dump({**standalone, "queue": "nowhere"}))
+    refused = cli(engine.config, "start", str(workdir / "nowhere.yaml"))
+    assert refused.returncode == 1 and "unknown queue 'nowhere'" in refused.stderr, refused.stderr
+
     async def inbound() -> None:
         await asyncio.sleep(3)
         for i in range(INBOUND):

@@ -92,3 +92,11 @@ def test_campaign_names_agents_or_a_queue(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         load_campaign(path)
     assert f"{path}:6:" in str(info.value) and "contacts" in str(info.value)
+
+
+def test_shipped_campaigns_load() -> None:
+    folder = Path(__file__).parents[2] / "config" / "campaigns"
+    blended = load_campaign(folder / "blended.yaml")
+    assert blended.queue == "general" and blended.agents is None
+    assert blended.contacts == ContactTable(list="card-activation")
+    assert load_campaign(folder / "example.yaml").agents
