@@ -26,6 +26,8 @@ from ccengine.yamlconf import ConfigIssue, load_model
 from .abandonment import FCC_30_DAY, OFCOM_24H, AbandonDefinition
 from .pacing import FixedRatio, Predictive, Progressive, Strategy
 
+LIVE_WARMUP = 40  # call outcomes a live campaign sees before it predicts (see Campaign.strategy)
+
 ABANDON_REDIAL_GAP = timedelta(hours=72)
 """Ofcom: no redial within 72 h of an abandoned call unless an agent is guaranteed."""
 
@@ -188,13 +190,19 @@ class Campaign(_Strict):
         return self
 
     def strategy(self) -> Strategy:
-        """The pacing strategy this campaign's mode asks for (the simulator uses the same classes)."""
+        """The pacing strategy this campaign's mode asks for (the simulator uses the same classes).
+
+        A live list's answer rate is unknown at the start, so predictive stays
+        progressive for its first LIVE_WARMUP call outcomes and first predicts
+        from estimates that include them; the simulator's S0 starts from
+        priors near its truth and runs without that warm-up.
+        """
         if self.mode is Mode.POWER:
             assert self.ratio is not None
             return FixedRatio(self.ratio)
         if self.mode is Mode.PREDICTIVE:
             return Predictive(target=self.target or 0.02, cap=self.abandonment.cap,
-                              grace_s=self.abandonment.grace_seconds)
+                              grace_s=self.abandonment.grace_seconds, warmup=LIVE_WARMUP)
         return Progressive()
 
     def dial_string(self, phone: str) -> str:

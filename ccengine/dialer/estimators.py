@@ -117,8 +117,7 @@ class RingEstimator:
         # keep both histograms on one clock so their totals stay comparable
         (self.other if live else self.live).age()
         self._since_refresh += 1
-        # early on every observation moves the estimate a lot: refresh after 10, 20, 40, ... then steadily
-        if self._since_refresh >= min(self.refresh_every, max(10, self.observations // 2)):
+        if self._since_refresh >= self.refresh_every:
             self._since_refresh = 0
             self.version += 1
 

@@ -269,7 +269,7 @@ class Predictive(Strategy):
                  grace_s: float = 2.0, horizon_s: float = 45.0, closed_loop: bool = True,
                  theta: float | None = None, max_ratio: float = 3.0,
                  controller: PIController | None = None, tick_s: float = 2.0,
-                 horizon_step_s: float = 1.0, warmup: int = 40) -> None:
+                 horizon_step_s: float = 1.0, warmup: int = 0) -> None:
         if not 0 < target < 1:
             raise ValueError("target must be in (0, 1)")
         self.name = f"predictive:{target:g}" if closed_loop else f"predictive-open:{target:g}"
