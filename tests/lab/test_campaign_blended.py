@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import subprocess
+import sys
 import time
 from datetime import UTC, datetime
 
@@ -23,9 +25,10 @@ from sqlalchemy.orm import Session
 from ccengine.dialer.schema import AttemptRow, CampaignRow, ContactRow, LiveAnswerRow
 from ccengine.lab.traffic import Customer
 
+from .conftest import ROOT
 from .conftest_dialer import BUSY, HUMAN, NO_ANSWER, called_number, zone_with_local_hour
 from .test_acd import HEADER
-from .test_campaign import cli
+from .test_campaign import attempts_of, cli, wait_until
 
 pytestmark = pytest.mark.lab
 
@@ -138,3 +141,57 @@ async def test_inbound_and_campaign_share_agents_without_double_booking(  # type
     assert inbound_agents & outbound_agents, "the two kinds of calls shared no agent"
     print(f"blended: {len(phones)} contacts, {INBOUND} inbound, {len(connected)} outbound connected, "
           f"{elapsed:.0f} s, agents shared {len(inbound_agents & outbound_agents)}")
+
+
+async def test_blended_progressive_campaign_pauses_resumes_and_stops(  # type: ignore[no-untyped-def]
+        engine_factory, peer, lab, workdir):
+    """Progressive through the ACD (an agent reserved per dial); steered from other shells."""
+    two = QUEUES.split("agents:\n")[0] + "agents:\n" + "".join(
+        f"  - {{id: {a}, name: {a}, skills: {{general: 5}}}}\n" for a in ("agent19", "agent20"))
+    engine = engine_factory(queues=two, menu={"1": "general"})
+    engine.start()
+    await peer.agent_talk_time(2, 2)
+    zone = zone_with_local_hour(12)
+    phones = [called_number(HUMAN, 1, 20, 960 + i) for i in range(30)]
+    (workdir / "contacts.csv").write_text("id,phone,timezone\n" + "".join(
+        f"r{i},{p},{zone}\n" for i, p in enumerate(phones)))
+    (workdir / "campaign.yaml").write_text(yaml.safe_dump({
+        "name": "lab-blended-reminders", "mode": "progressive", "queue": "general",
+        "caller_id": "4420700005", "contacts": "contacts.csv", "max_attempts": 1,
+        "message": "This is Lab Bank. We will call you back. Goodbye."}))
+    db_path = workdir / "ccengine.db"
+    log = (workdir / "campaign.out").open("w")
+    proc = subprocess.Popen([sys.executable, "-m", "ccengine.cli.main", "-c", str(engine.config), "campaign",
+                             "start", str(workdir / "campaign.yaml")], cwd=ROOT, stdout=log,
+                            stderr=subprocess.STDOUT)
+    try:
+        await wait_until(lambda: len(attempts_of(db_path)) >= 3, 40, "three dials")
+        assert cli(engine.config, "pause", "lab-blended-reminders").returncode == 0
+        await asyncio.sleep(1.5)  # the runner polls its row every second
+        paused = len(attempts_of(db_path))
+        await asyncio.sleep(5)
+        assert len(attempts_of(db_path)) == paused, "dialed while paused"
+        assert cli(engine.config, "resume", "lab-blended-reminders").returncode == 0
+        await wait_until(lambda: len(attempts_of(db_path)) > paused, 20, "dialing to resume")
+        assert cli(engine.config, "stop", "lab-blended-reminders").returncode == 0
+        await asyncio.to_thread(proc.wait, 40)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        log.close()
+    output = (workdir / "campaign.out").read_text()
+    assert proc.returncode == 0 and "lab-blended-reminders: stopped" in output, output[-2000:]
+    attempts = attempts_of(db_path)
+    assert 3 < len(attempts) < len(phones)
+    assert {a.outcome for a in attempts} == {"connected"} and {a.agent_id for a in attempts} <= {"agent19", "agent20"}
+    # progressive through the ACD: the agent is reserved when the number is dialed, never two at once
+    held: dict[str, str] = {}
+    for event in engine.events("agent.state_changed"):
+        agent, state = str(event.agent_id), event.data["state"]
+        if state == "reserved":
+            assert agent not in held, (agent, held[agent], event.call_id)
+            held[agent] = str(event.call_id)
+        elif state in ("ready", "not_ready", "logged_out"):
+            held.pop(agent, None)
+    status = cli(engine.config, "status", "lab-blended-reminders")
+    assert "stopped" in status.stdout and "abandoned 0" in status.stdout, status.stdout
