@@ -22,6 +22,9 @@ from ccengine.acd.service import Acd
 OnOffer = Callable[[str, str], None]  # call id, agent id: an agent became free for a waiting call
 
 BUSY_STATES = ("reserved", "ringing", "on_call")
+ANSWERED_PRIORITY = 1_000_000
+"""An answered campaign call has 2 s to reach an agent before it counts as abandoned; a waiting
+inbound caller loses 2 s at most, so the answered call goes first whatever the queue priorities."""
 
 
 @dataclass
@@ -150,7 +153,8 @@ class AcdSeats:
 
     Every request is a router contact of ``queue`` (so queue priority decides
     between a waiting inbound caller and an answered outbound one, and the
-    reservation is atomic). Offers made later are delivered on the next loop
+    reservation is atomic); a call already answered and waiting within its
+    grace outranks inbound callers (ANSWERED_PRIORITY). Offers made later are delivered on the next loop
     turn, after the ACD call that made them returned, and only if still valid.
     """
 
@@ -201,7 +205,8 @@ class AcdSeats:
         self._sampled = mono
 
     def take(self, call_id: str, *, wait: bool) -> str | None:
-        reservation = self.acd.route_outbound(call_id, self.queue, self._offered, wait=wait, skills=self.skills)
+        reservation = self.acd.route_outbound(call_id, self.queue, self._offered, wait=wait, skills=self.skills,
+                                              priority=ANSWERED_PRIORITY if wait else None)
         if reservation is None:
             return None
         self.held[call_id] = reservation

@@ -209,7 +209,7 @@ class Acd:
         self._offer_all(offer)
 
     def route_outbound(self, call_id: str, queue_id: str, offer: Offer, *, wait: bool = True,
-                       skills: dict[str, int] | None = None) -> Reservation | None:
+                       skills: dict[str, int] | None = None, priority: int | None = None) -> Reservation | None:
         """A campaign's call asks for an agent of ``queue_id`` (blending).
 
         It is routed as a contact like any other (queue priority, skills,
@@ -219,7 +219,7 @@ class Acd:
         Without ``wait`` nobody free means no contact is left behind."""
         now = self.clock()
         self._outbound[call_id] = offer
-        reservation = self.router.contact_arrives(call_id, queue_id, now, skills=skills)
+        reservation = self.router.contact_arrives(call_id, queue_id, now, skills=skills, priority=priority)
         if reservation is None:
             if not wait:
                 self.router.abandon(call_id, now)

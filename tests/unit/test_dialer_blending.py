@@ -135,7 +135,7 @@ async def test_inbound_and_outbound_never_hold_one_agent(seed: int) -> None:
     assert model.kinds["in"] > 40 and model.kinds["out"] > 40, model.kinds
 
 
-async def test_a_waiting_campaign_call_gets_the_next_free_agent_unless_inbound_outranks_it() -> None:
+async def test_a_waiting_campaign_call_gets_the_next_free_agent_before_inbound_callers() -> None:
     acd, _ = make_acd()
     offers: list[tuple[str, str]] = []
     inbound: list[Reservation] = []
@@ -155,16 +155,20 @@ async def test_a_waiting_campaign_call_gets_the_next_free_agent_unless_inbound_o
     await asyncio.sleep(0)
     assert offers == [("out1", first)]
     assert acd.agents[first].state == "reserved" and acd.agents[first].call_id == "out1"
-    # a fraud call (priority 50) outranks a waiting campaign call in general (priority 10)
-    assert seats.take("out2", wait=True) is None
+    # an answered campaign call within its 2 s grace outranks even a fraud caller (priority 50)
+    # who was waiting first; the caller gets the next agent
     acd.enqueue("in1", "fraud")
-    fraud_agent = next(a for a in taken[1:] if a and a in acd.config.qualified_agents("fraud"))
-    seats.release(fraud_agent, f"busy{taken.index(fraud_agent)}")
+    assert seats.take("out2", wait=True) is None
+    fraud_agents = [a for a in taken[1:] if a and a in acd.config.qualified_agents("fraud")]
+    assert len(fraud_agents) == 2
+    seats.release(fraud_agents[0], f"busy{taken.index(fraud_agents[0])}")
     await asyncio.sleep(0)
-    assert [r.contact_id for r in inbound] == ["in1"] and inbound[0].agent_id == fraud_agent
-    assert offers == [("out1", first)]
-    seats.cancel("out2")
-    assert acd.router.contact_state("out2") is None
+    assert offers == [("out1", first), ("out2", fraud_agents[0])] and inbound == []
+    seats.release(fraud_agents[1], f"busy{taken.index(fraud_agents[1])}")
+    assert [r.contact_id for r in inbound] == ["in1"] and inbound[0].agent_id == fraud_agents[1]
+    assert seats.take("out3", wait=True) is None
+    seats.cancel("out3")
+    assert acd.router.contact_state("out3") is None
 
 
 def test_unknown_queue_is_refused() -> None:
