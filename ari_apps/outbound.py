@@ -158,6 +158,7 @@ class OutboundRunner:
         self.definition = campaign.abandonment.regulator()
         self.seats: Seats = seats or FixedSeats(list(campaign.agents or ()), campaign.wrapup_seconds, AGENT_PAUSE_S)
         self.seats.on_offer = self._on_offer
+        self._holding = False  # pacing progressively on shared agents: hold one per call (see _pace)
         self.contacts: dict[int, Contact] = {}
         self.history: dict[int, list[Attempt]] = {}
         self.closed: set[int] = set()
@@ -265,7 +266,7 @@ class OutboundRunner:
 
     def snapshot(self) -> PacingSnapshot:
         mono = time.monotonic()
-        agents = self.seats.counts(self.campaign.mode.agent_guaranteed)
+        agents = self.seats.counts(self._guaranteed())
         ring = [mono - c.dialed_mono for c in self.calls.values() if c.state in ("ringing", "amd")]
         waiting = sum(1 for c in self.calls.values() if c.state == "waiting")
         lines = len(self.calls)
@@ -274,7 +275,10 @@ class OutboundRunner:
 
     async def _pace(self) -> None:
         wanted = self.strategy.decide(self.snapshot(), self.estimates)
-        if self.campaign.mode.agent_guaranteed:
+        # predictive falling back to progressive counted on free agents that inbound calls may take
+        # first: with shared agents each such call holds its agent, as progressive mode does
+        self._holding = self.seats.shared and self.strategy.paces_progressively
+        if self._guaranteed():
             wanted = min(wanted, self.seats.counts(True).free_now)
         if wanted <= 0:
             return
@@ -298,7 +302,7 @@ class OutboundRunner:
             return
         call_id = str(uuid.uuid4())
         agent = None
-        if self.campaign.mode.agent_guaranteed:
+        if self._guaranteed():
             agent = self.seats.take(call_id, wait=False)
             if agent is None:
                 return
@@ -334,6 +338,9 @@ class OutboundRunner:
                 caller_id=self.campaign.caller_id, timeout=self.campaign.ring_timeout, channel_id=call.id))
         except PbxError as exc:
             await self._finish(call, Outcome.FAILED, f"originate: {exc}")
+
+    def _guaranteed(self) -> bool:
+        return self.campaign.mode.agent_guaranteed or self._holding
 
     def _on_offer(self, call_id: str, agent: str) -> None:
         """An agent became free for a call that asked for one (oldest first)."""

@@ -39,6 +39,7 @@ class Counts:
 
 class Seats(Protocol):
     on_offer: OnOffer
+    shared: bool  # other work (inbound calls) competes for these agents
 
     def counts(self, guaranteed: bool) -> Counts: ...
     def take(self, call_id: str, *, wait: bool) -> str | None: ...
@@ -70,6 +71,7 @@ class FixedSeats:
         self.pause_s = pause_s
         self.waiting: list[str] = []
         self.on_offer: OnOffer = lambda _c, _a: None
+        self.shared = False
 
     def counts(self, guaranteed: bool) -> Counts:
         mono = time.monotonic()
@@ -167,6 +169,7 @@ class AcdSeats:
         self.held: dict[str, Reservation] = {}  # call id → its reservation (until answered)
         self.serving: dict[str, str] = {}  # call id → agent that answered it
         self.on_offer: OnOffer = lambda _c, _a: None
+        self.shared = True
         self._busy_acc = 0.0
         self._staffed_acc = 0.0
         self._sampled: float | None = None

@@ -74,6 +74,9 @@ class Strategy:
     #: want this; the predictive forecast anticipates them, so its tick
     #: suffices). Read before every event, so a strategy may flip it.
     on_call_events = True
+    #: the last decision was progressive pacing (one call per free agent) although the strategy
+    #: is not: a dialer whose agents are shared (blending) then holds the agent for each call
+    paces_progressively = False
 
     def decide(self, snap: PacingSnapshot, est: Estimates) -> int:
         raise NotImplementedError
@@ -367,6 +370,7 @@ class Predictive(Strategy):
         progressive = snap.idle_agents - snap.in_flight
         # progressive must redial the moment a line frees; prediction plans ahead
         self.on_call_events = snap.logged_in < self.min_agents or est.ring.observations < self.warmup
+        self.paces_progressively = self.on_call_events
         if self.on_call_events:
             return _bounded(progressive, snap)
         limit = math.floor(self.max_ratio * snap.logged_in) - snap.in_flight - len(snap.talk_ages)

@@ -118,6 +118,9 @@ async def test_inbound_and_campaign_share_agents_without_double_booking(  # type
         last[agent] = state
     connected = [a for a in attempts.values() if a.outcome == "connected"]
     assert outbound_reservations >= len(connected) >= 10
+    # eight agents are too few to predict: pacing is progressive, and on shared agents each call
+    # holds its agent from the dial, so an inbound call cannot take it before the answer
+    assert not [a.id for a in attempts.values() if a.outcome == "abandoned"]
 
     # the switch's side: talk intervals per agent, inbound and outbound, never overlap
     intervals: dict[str, list[tuple[float, float, str]]] = {}

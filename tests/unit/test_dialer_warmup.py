@@ -46,3 +46,14 @@ def test_live_campaigns_use_the_guard() -> None:
         "contacts": "c.csv", "message": "Sorry we missed you."})
     strategy = campaign.strategy()
     assert isinstance(strategy, Predictive) and strategy.warmup == LIVE_WARMUP
+
+
+def test_predictive_says_when_it_paces_progressively() -> None:
+    """The runner holds shared (blended) agents per call exactly while this is true."""
+    strategy = Predictive(warmup=40)
+    strategy.decide(IDLE, observed(0))
+    assert strategy.paces_progressively
+    strategy.decide(IDLE, observed(40))
+    assert not strategy.paces_progressively
+    strategy.decide(PacingSnapshot(now=0.0, idle_agents=8), observed(40))  # below min_agents
+    assert strategy.paces_progressively
