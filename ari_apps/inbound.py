@@ -65,6 +65,7 @@ from ccengine.pbx.protocol import (
     RecordingChanged,
 )
 from ccengine.recording.capture import CallRecorder, DirectoryProbe, TamperAction
+from ccengine.recording.retention import RetentionConfig, retain_until
 from ccengine.recording.vault import ManifestFields, Vault
 from ccengine.store.schema import CallRow, LegRow, RecordingRow
 
@@ -116,6 +117,7 @@ class CallSession:
 class InboundApp:
     def __init__(self, pbx: PbxAdapter, bus: EventBus, flow: FlowSettings, acd: Acd, *, agent_dial: str,
                  customer_dial: str, prompts: dict[str, str], recordings_dir: Path, vault: Vault | None = None,
+                 retention: RetentionConfig | None = None,
                  ivr: TreeRegistry | None = None, directory: Directory | None = None,
                  prompt_cache: PromptCache | None = None, voicemail_dir: Path | None = None):
         self.pbx = pbx
@@ -132,6 +134,7 @@ class InboundApp:
         acd.take_message = self._on_take_message
         self.recordings_dir = recordings_dir
         self.vault = vault
+        self.retention = retention
         self._sealing = asyncio.Lock()
         self.probe = DirectoryProbe()
         self.sessions: dict[str, CallSession] = {}
@@ -696,7 +699,7 @@ class InboundApp:
         duration, size = await asyncio.to_thread(wav_stats, path)
         self.emit(CallRecordingStopped(recording_id=call.recording_id, duration_seconds=duration,
                                        size_bytes=size), call)
-        if self.vault is None or not size:
+        if self.vault is None or self.retention is None or not size:
             return
         fields = ManifestFields(call.recording_id, (call.id,), segments[0].started_at, segments[-1].ended_at,
                                 segments)
@@ -707,9 +710,12 @@ class InboundApp:
             log.exception("call %s: recording %s could not be sealed; the plaintext is kept", call.id,
                           call.recording_id)
             return
+        policy = self.retention.policy_for(queue=call.queue_id)
         self.emit(CallRecordingSealed(recording_id=call.recording_id, chain_seq=sealed.chain_seq,
-                                      plaintext_sha256=sealed.manifest.plaintext_sha256,
-                                      segments=len(segments)), call)
+                                      plaintext_sha256=sealed.manifest.plaintext_sha256, segments=len(segments),
+                                      retention_policy=policy,
+                                      retain_until=retain_until(self.retention, policy, sealed.manifest.sealed_at)),
+                  call)
 
     # -- reconciliation --------------------------------------------------------------------------
     async def reconcile(self, snapshot: PbxSnapshot,

@@ -32,6 +32,7 @@ from typing import Any
 from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session
 
+from ari_apps.seats import FixedSeats, Seats
 from ccengine.config import Settings
 from ccengine.dialer.abandonment import AmdVerdict, LiveAnswer, abandonment_rate
 from ccengine.dialer.campaign import (
@@ -88,15 +89,6 @@ def _now() -> datetime:
 
 
 @dataclass
-class AgentLine:
-    id: str
-    state: str = "ready"  # ready | reserved | on_call | wrapup | not_ready
-    since: float = field(default_factory=time.monotonic)
-    call: str | None = None
-    busy_s: float = 0.0  # talk + wrap seconds, for occupancy
-
-
-@dataclass
 class Dial:
     """One attempt in flight; its id is the customer channel id."""
 
@@ -112,7 +104,7 @@ class Dial:
     connected_at: datetime | None = None
     verdict: AmdVerdict | None = None
     amd_cause: str = ""
-    agent: AgentLine | None = None
+    agent: str | None = None
     agent_channel: str | None = None
     agent_answered: asyncio.Future[None] | None = None
     bridge: str | None = None
@@ -153,7 +145,7 @@ class Progress:
 class OutboundRunner:
     def __init__(self, settings: Settings, campaign: Campaign, campaign_id: str, db: Engine, *,
                  dnc_files: set[str] | None = None, until_idle: bool = False, idle_horizon_s: float = 60.0,
-                 adapter: AsteriskAdapter | None = None):
+                 adapter: AsteriskAdapter | None = None, seats: Seats | None = None):
         self.settings = settings
         self.campaign = campaign
         self.campaign_id = campaign_id
@@ -164,7 +156,9 @@ class OutboundRunner:
         self.strategy = campaign.strategy()
         self.estimates = Estimates()
         self.definition = campaign.abandonment.regulator()
-        self.agents = {a: AgentLine(a) for a in campaign.agents}
+        self.seats: Seats = seats or FixedSeats(list(campaign.agents or ()), campaign.wrapup_seconds, AGENT_PAUSE_S)
+        self.seats.on_offer = self._on_offer
+        self._holding = False  # pacing progressively on shared agents: hold one per call (see _pace)
         self.contacts: dict[int, Contact] = {}
         self.history: dict[int, list[Attempt]] = {}
         self.closed: set[int] = set()
@@ -272,19 +266,20 @@ class OutboundRunner:
 
     def snapshot(self) -> PacingSnapshot:
         mono = time.monotonic()
-        guaranteed = self.campaign.mode.agent_guaranteed
-        idle = sum(1 for a in self.agents.values() if a.state == "ready" or (guaranteed and a.state == "reserved"))
-        talk = [mono - a.since for a in self.agents.values() if a.state == "on_call"]
-        wrap = [mono - a.since for a in self.agents.values() if a.state == "wrapup"]
+        agents = self.seats.counts(self._guaranteed())
         ring = [mono - c.dialed_mono for c in self.calls.values() if c.state in ("ringing", "amd")]
         waiting = sum(1 for c in self.calls.values() if c.state == "waiting")
         lines = len(self.calls)
-        return PacingSnapshot(mono, idle, talk, wrap, ring, waiting, lines, self.campaign.max_lines)
+        return PacingSnapshot(mono, agents.idle, agents.talk_ages, agents.wrap_ages, ring, waiting, lines,
+                              self.campaign.max_lines)
 
     async def _pace(self) -> None:
         wanted = self.strategy.decide(self.snapshot(), self.estimates)
-        if self.campaign.mode.agent_guaranteed:
-            wanted = min(wanted, sum(1 for a in self.agents.values() if a.state == "ready"))
+        # predictive falling back to progressive counted on free agents that inbound calls may take
+        # first: with shared agents each such call holds its agent, as progressive mode does
+        self._holding = self.seats.shared and self.strategy.paces_progressively
+        if self._guaranteed():
+            wanted = min(wanted, self.seats.counts(True).free_now)
         if wanted <= 0:
             return
         now = _now()
@@ -305,16 +300,14 @@ class OutboundRunner:
         # last look right before the switch is asked: the rules, never a cached answer
         if not eligible(self.campaign, contact, _now(), self.history.get(row_id, []), self.dnc):
             return
+        call_id = str(uuid.uuid4())
         agent = None
-        if self.campaign.mode.agent_guaranteed:
-            agent = self._idle_agent()
+        if self._guaranteed():
+            agent = self.seats.take(call_id, wait=False)
             if agent is None:
                 return
-            self._set_agent(agent, "reserved")
         number = len(self.history.get(row_id, [])) + 1
-        call = Dial(str(uuid.uuid4()), contact, row_id, number, time.monotonic(), _now(), agent=agent)
-        if agent is not None:
-            agent.call = call.id
+        call = Dial(call_id, contact, row_id, number, time.monotonic(), _now(), agent=agent)
         self.calls[call.id] = call
         if self.campaign.mode is Mode.PREVIEW and agent is not None:
             call.state = "preview"
@@ -322,7 +315,7 @@ class OutboundRunner:
             return
         await self._dial_customer(call)
 
-    async def _preview(self, call: Dial, agent: AgentLine) -> None:
+    async def _preview(self, call: Dial, agent: str) -> None:
         """Preview: the agent is on the line (and sees the contact) before the customer is dialed."""
         if not await self._ring_agent(call, agent):
             # nobody dialed: no attempt is recorded, the contact stays as it was
@@ -346,18 +339,16 @@ class OutboundRunner:
         except PbxError as exc:
             await self._finish(call, Outcome.FAILED, f"originate: {exc}")
 
-    def _idle_agent(self) -> AgentLine | None:
-        ready = [a for a in self.agents.values() if a.state == "ready"]
-        return min(ready, key=lambda a: a.since) if ready else None
+    def _guaranteed(self) -> bool:
+        return self.campaign.mode.agent_guaranteed or self._holding
 
-    def _set_agent(self, agent: AgentLine, state: str) -> None:
-        mono = time.monotonic()
-        if agent.state in ("on_call", "wrapup"):
-            agent.busy_s += mono - agent.since
-        agent.state, agent.since = state, mono
-        if state == "ready":
-            agent.call = None
-            self._serve_waiting(agent)
+    def _on_offer(self, call_id: str, agent: str) -> None:
+        """An agent became free for a call that asked for one (oldest first)."""
+        call = self.calls.get(call_id)
+        if call is None or call.finished or call.state != "waiting" or call.agent is not None:
+            self.seats.release(agent, call_id)
+        else:
+            self._assign(call, agent)
         self._kick.set()
 
     # -- events ----------------------------------------------------------------------------------
@@ -483,7 +474,7 @@ class OutboundRunner:
     def _route(self, call: Dial) -> None:
         """A person is (believed to be) on the line: give it an agent or start the grace clock."""
         self.estimates.ring.observe(True, time.monotonic() - call.dialed_mono)
-        agent = call.agent or self._idle_agent()
+        agent = call.agent or self.seats.take(call.id, wait=True)
         if agent is not None:
             self._assign(call, agent)
             return
@@ -494,16 +485,9 @@ class OutboundRunner:
         call.deadline = loop.call_later(max(remaining, 0.0), self._on_deadline, call)
         self._kick.set()
 
-    def _serve_waiting(self, agent: AgentLine) -> None:
-        waiting = sorted((c for c in self.calls.values() if c.state == "waiting"),
-                         key=lambda c: c.greeting_end_at or c.dialed_at)
-        if waiting:
-            self._assign(waiting[0], agent)
-
-    def _assign(self, call: Dial, agent: AgentLine) -> None:
+    def _assign(self, call: Dial, agent: str) -> None:
         call.agent = agent
-        agent.call = call.id
-        self._set_agent(agent, "on_call")
+        self.seats.ringing(agent, call.id)
         if call.state != "waiting":
             assert call.greeting_end_at is not None
             remaining = self.campaign.abandonment.grace_seconds - (_now() - call.greeting_end_at).total_seconds()
@@ -514,9 +498,11 @@ class OutboundRunner:
     def _on_deadline(self, call: Dial) -> None:
         if call.finished or call.state not in ("waiting", "connecting"):
             return
-        self._spawn(self._abandon(call), f"abandon-{call.id}")
+        # decided now, not when the task runs: a bridge completing meanwhile must not count as a connect
+        call.state = "message"
+        self._spawn(self._abandon(call, decided=True), f"abandon-{call.id}")
 
-    async def _ring_agent(self, call: Dial, agent: AgentLine) -> bool:
+    async def _ring_agent(self, call: Dial, agent: str) -> bool:
         """Ring the agent's phone into the application; True once it answered."""
         channel_id = str(uuid.uuid4())
         call.agent_channel = channel_id
@@ -524,31 +510,23 @@ class OutboundRunner:
         self.by_channel[channel_id] = call
         try:
             await self.pbx.originate(OriginateRequest(
-                endpoint=self.settings.pbx.agent_dial.format(agent=agent.id), app_args=("agent", call.id),
+                endpoint=self.settings.pbx.agent_dial.format(agent=agent), app_args=("agent", call.id),
                 caller_id=call.contact.phone, timeout=AGENT_RING_S, channel_id=channel_id))
             await asyncio.wait_for(asyncio.shield(call.agent_answered), AGENT_RING_S + 2)
         except (TimeoutError, PbxError) as exc:
             log.warning("attempt %s: agent %s not reached (%s); pausing the agent %.0f s",
-                        call.id, agent.id, exc, AGENT_PAUSE_S)
-            if agent.call == call.id:
-                self._agent_unreachable(agent)
+                        call.id, agent, exc, AGENT_PAUSE_S)
+            if call.agent == agent:
+                call.agent = None
+                self.seats.unreachable(agent, call.id)  # like ring-no-answer: paused, not retried hot
             return False
         except asyncio.CancelledError:  # the call ended (or was abandoned) meanwhile
             return False
+        if call.agent == agent:
+            self.seats.answered(agent, call.id)
         return True
 
-    def _agent_unreachable(self, agent: AgentLine) -> None:
-        """Like ring-no-answer: take the agent out of pacing for a while instead of retrying hot."""
-        agent.call = None
-        self._set_agent(agent, "not_ready")
-        self._spawn(self._agent_back(agent), f"agent-back-{agent.id}")
-
-    async def _agent_back(self, agent: AgentLine) -> None:
-        await asyncio.sleep(AGENT_PAUSE_S)
-        if agent.state == "not_ready":
-            self._set_agent(agent, "ready")
-
-    async def _connect(self, call: Dial, agent: AgentLine) -> None:
+    async def _connect(self, call: Dial, agent: str) -> None:
         answered = call.agent_answered is not None and call.agent_answered.done() \
             and not call.agent_answered.cancelled() and call.agent_answered.exception() is None
         if not answered and not await self._ring_agent(call, agent):
@@ -567,10 +545,15 @@ class OutboundRunner:
             return
         if call.finished or call.state != "connecting":
             return
+        connected_at = _now()
+        if call.greeting_end_at is not None and (connected_at - call.greeting_end_at).total_seconds() \
+                > self.campaign.abandonment.grace_seconds:
+            self._on_deadline(call)  # its timer is due but has not run yet: too late all the same
+            return
         if call.deadline is not None:
             call.deadline.cancel()
         call.state = "talking"
-        call.connected_at = _now()
+        call.connected_at = connected_at
         call.talk_mono = time.monotonic()
         self.progress.connected += 1
         self.strategy.on_live_answer(time.monotonic(), False)
@@ -592,9 +575,9 @@ class OutboundRunner:
         if not call.agent_answered.done():
             call.agent_answered.set_result(None)
 
-    async def _abandon(self, call: Dial) -> None:
+    async def _abandon(self, call: Dial, *, decided: bool = False) -> None:
         """No agent within the grace: play the information message, then release (abandoned)."""
-        if call.finished or call.state in ("message", "talking"):
+        if call.finished or call.state == "talking" or (call.state == "message" and not decided):
             return
         call.state = "message"
         self.strategy.on_live_answer(time.monotonic(), True)
@@ -622,8 +605,10 @@ class OutboundRunner:
         if call.agent_answered is not None and not call.agent_answered.done():
             call.agent_answered.cancel()
         agent, call.agent = call.agent, None
-        if back_to_ready and agent is not None and agent.call == call.id:
-            self._set_agent(agent, "ready")
+        if agent is None:
+            self.seats.cancel(call.id)  # a request still waiting for an agent is withdrawn
+        elif back_to_ready:
+            self.seats.release(agent, call.id)
 
     def _on_hangup(self, channel_id: str, cause: int, cause_text: str) -> None:
         call = self.by_channel.get(channel_id)
@@ -676,8 +661,7 @@ class OutboundRunner:
         if talked and agent is not None:
             if call.talk_mono is not None:
                 self.estimates.service.observe_talk(time.monotonic() - call.talk_mono)
-            self._set_agent(agent, "wrapup")
-            self._spawn(self._wrapup(agent), f"wrapup-{agent.id}")
+            self.estimates.service.observe_wrap(self.seats.ended(agent, call.id))
         if outcome is Outcome.ABANDONED:
             self.progress.abandoned += 1
         answer = self._live_answer(call)
@@ -689,16 +673,10 @@ class OutboundRunner:
         closed = not verdict.ok and verdict.reason in FINAL_REASONS
         if closed:
             self.closed.add(call.contact_row)
-        await asyncio.to_thread(self._store_end, call, outcome, cause, agent.id if agent else None,
+        await asyncio.to_thread(self._store_end, call, outcome, cause, agent,
                                 closed, verdict.reason if closed else None, next_attempt_at(self.campaign, attempt))
         self.calls.pop(call.id, None)
         self._kick.set()
-
-    async def _wrapup(self, agent: AgentLine) -> None:
-        await asyncio.sleep(self.campaign.wrapup_seconds)
-        self.estimates.service.observe_wrap(self.campaign.wrapup_seconds)
-        if agent.state == "wrapup":
-            self._set_agent(agent, "ready")
 
     def _live_answer(self, call: Dial) -> LiveAnswer | None:
         if call.answered_at is None:
@@ -759,11 +737,8 @@ class OutboundRunner:
         p.in_flight = len(self.calls)
         p.pending = sum(1 for r in self.contacts if r not in self.closed)
         elapsed = max(time.monotonic() - p.started, 1e-6)
-        mono = time.monotonic()
-        busy = sum(a.busy_s + (mono - a.since if a.state in ("on_call", "wrapup") else 0.0)
-                   for a in self.agents.values())
-        p.occupancy = busy / (elapsed * len(self.agents))
-        p.calls_per_agent_hour = p.dialed / (elapsed / 3600.0) / len(self.agents)
+        p.occupancy = self.seats.occupancy(elapsed)
+        p.calls_per_agent_hour = p.dialed / (elapsed / 3600.0) / self.seats.size()
         period = self.definition.period_s
         window_start = (time.time() // period) * period
         p.abandon_rate = abandonment_rate([a for a in self.answers if a.answer_ts >= window_start],

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,9 @@ def socket_path(state_dir: Path) -> Path:
     return state_dir / "engine.sock"
 
 
-def make_app(acd: Acd, reasons: tuple[str, ...], reload: Any) -> web.Application:
+def make_app(acd: Acd, reasons: tuple[str, ...], reload: Any,
+             extra: Iterable[web.AbstractRouteDef] = ()) -> web.Application:
+    """``extra``: routes of engine-hosted services (e.g. the dialer's /campaigns)."""
     async def agents(_request: web.Request) -> web.Response:
         return web.json_response([
             {"id": a.id, "state": a.state, "reason": a.reason, "call_id": a.call_id}
@@ -63,6 +66,7 @@ def make_app(acd: Acd, reasons: tuple[str, ...], reload: Any) -> web.Application
     app = web.Application()
     app.add_routes([web.get("/agents", agents), web.post("/agents/{agent}/{action}", agent_action),
                     web.post("/queues/reload", reload_queues)])
+    app.add_routes(list(extra))
     return app
 
 

@@ -316,7 +316,11 @@ async def run_engine(settings: Settings, stop: asyncio.Event) -> None:
     loop.add_signal_handler(signal.SIGHUP, engine.reload_queues)
     pid = pid_file(settings)
     pid.write_text(f"{os.getpid()}\n")
-    control = await serve_control(make_control(engine.acd, settings.acd.not_ready_reasons, engine.reload_queues),
+    from .dialer.host import CampaignHost  # blended campaigns run here, on the engine's ACD
+
+    campaigns = CampaignHost(settings, engine.acd, engine.db)
+    control = await serve_control(make_control(engine.acd, settings.acd.not_ready_reasons, engine.reload_queues,
+                                               campaigns.routes()),
                                   socket_path(settings.paths.state_dir))
     from .api.server import start_for_engine
 
@@ -330,4 +334,5 @@ async def run_engine(settings: Settings, stop: asyncio.Event) -> None:
         if stop_api is not None:
             await stop_api()
         await control.cleanup()
+        await campaigns.close()
         await engine.stop()

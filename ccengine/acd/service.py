@@ -76,6 +76,7 @@ class Acd:
         self._caller_of: dict[str, str] = {}  # call id → caller, for affinity
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._handle_seconds: list[float] = []  # recent talk+wrap times, for wait estimates
+        self._outbound: dict[str, Offer] = {}  # campaign call id → where its offers go
         self._apply(config, initial=True)
 
     # -- configuration -------------------------------------------------------------------------
@@ -222,6 +223,27 @@ class Acd:
         for skill, level in waiting.extra_skills.items():
             skills[skill] = max(level, skills.get(skill, 0))
         return ContactNeeds(queue_id, needs.priority + waiting.priority_boost, skills, needs.rules)
+    def route_outbound(self, call_id: str, queue_id: str, offer: Offer, *, wait: bool = True,
+                       skills: dict[str, int] | None = None, priority: int | None = None) -> Reservation | None:
+        """A campaign's call asks for an agent of ``queue_id`` (blending).
+
+        It is routed as a contact like any other (queue priority, skills,
+        longest idle), so one agent is never held by an inbound and an outbound
+        call at once. Returns the reservation when an agent is free now; later
+        offers (``wait``) go to ``offer``, not to the inbound application.
+        Without ``wait`` nobody free means no contact is left behind."""
+        now = self.clock()
+        self._outbound[call_id] = offer
+        reservation = self.router.contact_arrives(call_id, queue_id, now, skills=skills, priority=priority)
+        if reservation is None:
+            if not wait:
+                self.router.abandon(call_id, now)
+                self._outbound.pop(call_id, None)
+            return None
+        view = self.agents[reservation.agent_id]
+        view.queue_id = reservation.queue_id
+        self._set(view, "reserved", "outbound", call_id)
+        return reservation
 
     def position(self, call_id: str) -> int:
         waiting = self.waiting.get(call_id)
@@ -240,6 +262,7 @@ class Acd:
         """The caller left before being connected (hung up while waiting or ringing)."""
         self.waiting.pop(call_id, None)
         self._caller_of.pop(call_id, None)
+        self._outbound.pop(call_id, None)
         reservation = self._reservation_for(call_id)
         if self.router.contact_state(call_id) is None:
             return
@@ -280,6 +303,7 @@ class Acd:
         if view is None or view.call_id != call_id:
             return
         caller = self._caller_of.pop(call_id, None)
+        self._outbound.pop(call_id, None)
         if caller:
             self._last_agent[caller] = (agent_id, self.clock())
         try:
@@ -400,4 +424,4 @@ class Acd:
             view = self.agents[reservation.agent_id]
             view.queue_id = reservation.queue_id
             self._set(view, "reserved", "", reservation.contact_id)
-            self.offer(reservation)
+            self._outbound.get(reservation.contact_id, self.offer)(reservation)

@@ -26,6 +26,8 @@ from ccengine.yamlconf import ConfigIssue, load_model
 from .abandonment import FCC_30_DAY, OFCOM_24H, AbandonDefinition
 from .pacing import FixedRatio, Predictive, Progressive, Strategy
 
+LIVE_WARMUP = 40  # call outcomes a live campaign sees before it predicts (see Campaign.strategy)
+
 ABANDON_REDIAL_GAP = timedelta(hours=72)
 """Ofcom: no redial within 72 h of an abandoned call unless an agent is guaranteed."""
 
@@ -131,14 +133,27 @@ class AbandonmentSettings(_Strict):
                                  base.count_amd_false_positives, base.amd_false_positive_rate)
 
 
+class ContactTable(_Strict):
+    """Contacts from the database: a list imported with ``ccengine campaign contacts-import``."""
+
+    table: Literal["campaign_contacts"] = "campaign_contacts"
+    list: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+
+
 class Campaign(_Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
     mode: Mode
     ratio: float | None = Field(None, ge=1.0, le=5.0, description="power mode: lines per idle agent")
     target: float | None = Field(None, gt=0, lt=0.03, description="predictive: abandonment setpoint")
-    agents: list[Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,40}$")]] = Field(min_length=1)
+    agents: list[Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,40}$")]] | None = Field(
+        None, min_length=1, description="standalone: the campaign's own agents (not shared with the ACD)")
+    queue: str | None = Field(None, min_length=1, max_length=64,
+                              description="blended: the ACD queue whose agents work the campaign (needs the "
+                                          "running engine; inbound and outbound share them)")
+    skills: dict[str, Annotated[int, Field(ge=1, le=100)]] | None = Field(
+        None, description="with queue: skill levels an agent needs instead of the queue's own")
     caller_id: str = Field(pattern=r"^\+?[0-9]{3,20}$")
-    contacts: Path
+    contacts: Path | ContactTable = Field(description="a CSV file, or {table: campaign_contacts, list: NAME}")
     dial: str = Field("PJSIP/{phone}@peer", description="dial string template; {phone} is the number")
     window: CallingWindow = CallingWindow()
     dnc: DncSettings = DncSettings()
@@ -148,7 +163,7 @@ class Campaign(_Strict):
     abandonment: AbandonmentSettings = AbandonmentSettings()
     message: str = Field(min_length=10, description="information message played when no agent is free")
     ring_timeout: int = Field(20, ge=15, le=60, description="seconds before an unanswered call is released")
-    wrapup_seconds: float = Field(5.0, ge=0)
+    wrapup_seconds: float = Field(5.0, ge=0, description="standalone agents; a queue's own wrap_up applies with queue")
     max_lines: int | None = Field(None, ge=1)
 
     @model_validator(mode="after")
@@ -166,18 +181,28 @@ class Campaign(_Strict):
                 and gap < ABANDON_REDIAL_GAP.total_seconds()):
             raise ValueError("retry.abandoned must be at least 72h unless an agent is guaranteed "
                              "(preview or progressive)")
-        if len(set(self.agents)) != len(self.agents):
+        if self.agents is not None and len(set(self.agents)) != len(self.agents):
             raise ValueError("agents must be unique")
+        if (self.agents is None) == (self.queue is None):
+            raise ValueError("name either agents (a standalone campaign) or queue (agents shared with the ACD)")
+        if self.skills is not None and self.queue is None:
+            raise ValueError("skills only apply with queue")
         return self
 
     def strategy(self) -> Strategy:
-        """The pacing strategy this campaign's mode asks for (the simulator uses the same classes)."""
+        """The pacing strategy this campaign's mode asks for (the simulator uses the same classes).
+
+        A live list's answer rate is unknown at the start, so predictive stays
+        progressive for its first LIVE_WARMUP call outcomes and first predicts
+        from estimates that include them; the simulator's S0 starts from
+        priors near its truth and runs without that warm-up.
+        """
         if self.mode is Mode.POWER:
             assert self.ratio is not None
             return FixedRatio(self.ratio)
         if self.mode is Mode.PREDICTIVE:
             return Predictive(target=self.target or 0.02, cap=self.abandonment.cap,
-                              grace_s=self.abandonment.grace_seconds)
+                              grace_s=self.abandonment.grace_seconds, warmup=LIVE_WARMUP)
         return Progressive()
 
     def dial_string(self, phone: str) -> str:
@@ -193,8 +218,9 @@ def load_campaign(path: str | Path) -> Campaign:
     def anchor(p: Path) -> Path:
         return p if p.is_absolute() else (base / p).resolve()
 
+    contacts = campaign.contacts
     return campaign.model_copy(update={
-        "contacts": anchor(campaign.contacts),
+        "contacts": anchor(contacts) if isinstance(contacts, Path) else contacts,
         "dnc": campaign.dnc.model_copy(update={"files": [anchor(p) for p in campaign.dnc.files]}),
     })
 
@@ -309,10 +335,13 @@ def load_dnc_files(paths: Iterable[Path]) -> tuple[set[str], list[ConfigIssue]]:
 def load_campaign_inputs(path: str | Path) -> tuple[Campaign, list[Contact], set[str], list[ConfigIssue]]:
     """Campaign, good contacts, DNC numbers from files, and every row-level issue.
 
-    Raises ConfigError only when the campaign YAML itself is invalid.
+    Raises ConfigError only when the campaign YAML itself is invalid. A
+    campaign reading a database list gets no contacts here: the caller, who
+    holds the database, reads them (``contact_lists.read_list``).
     """
     campaign = load_campaign(path)
-    contacts, issues = load_contacts(campaign.contacts)
+    contacts, issues = (load_contacts(campaign.contacts) if isinstance(campaign.contacts, Path)
+                        else ([], []))
     dnc, dnc_issues = load_dnc_files(campaign.dnc.files)
     return campaign, contacts, dnc, issues + dnc_issues
 

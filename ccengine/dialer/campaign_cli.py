@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import sys
+import time
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,7 +24,7 @@ from sqlalchemy import Engine, func, select, update
 from sqlalchemy.orm import Session
 
 from ccengine.config import Settings
-from ccengine.yamlconf import ConfigError
+from ccengine.yamlconf import ConfigError, ConfigIssue
 
 from .abandonment import AmdVerdict, LiveAnswer, abandonment_rate
 from .campaign import Campaign, Contact, dnc_key, eligible, load_campaign_inputs, normalize_phone
@@ -45,9 +47,20 @@ def _db(ctx: click.Context, *, migrate: bool = True) -> Engine:
     return make_engine(url)
 
 
-def _load(file: Path) -> tuple[Campaign, list[Contact], set[str]]:
+def _inputs(ctx: click.Context, file: Path) -> tuple[Campaign, list[Contact], set[str], list[ConfigIssue]]:
+    """Campaign inputs; a campaign reading a database list reads it here (ConfigError on a bad YAML)."""
+    campaign, contacts, dnc, issues = load_campaign_inputs(file)
+    if not isinstance(campaign.contacts, Path):
+        from .contact_lists import campaign_contacts
+
+        contacts, list_issues = campaign_contacts(_db(ctx), campaign)
+        issues = list_issues + issues
+    return campaign, contacts, dnc, issues
+
+
+def _load(ctx: click.Context, file: Path) -> tuple[Campaign, list[Contact], set[str]]:
     try:
-        campaign, contacts, dnc, issues = load_campaign_inputs(file)
+        campaign, contacts, dnc, issues = _inputs(ctx, file)
     except ConfigError as exc:
         for issue in exc.issues:
             click.echo(f"error: {issue}", err=True)
@@ -66,17 +79,19 @@ def campaign() -> None:
 
 @campaign.command("validate")
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
-def validate_cmd(file: Path) -> None:
-    """Check a campaign YAML, its contact CSV and DNC files; exit 1 if any row is bad."""
+@click.pass_context
+def validate_cmd(ctx: click.Context, file: Path) -> None:
+    """Check a campaign YAML, its contacts (CSV or database list) and DNC files; exit 1 if any row is bad."""
     try:
-        campaign_, contacts, dnc, issues = load_campaign_inputs(file)
+        campaign_, contacts, dnc, issues = _inputs(ctx, file)
     except ConfigError as exc:
         for issue in exc.issues:
             click.echo(f"error: {issue}", err=True)
         sys.exit(2)
     for issue in issues:
         click.echo(f"error: {issue}", err=True)
-    click.echo(f"{campaign_.name}: mode {campaign_.mode.value}, {len(campaign_.agents)} agent(s), "
+    staff = f"queue {campaign_.queue}" if campaign_.queue else f"{len(campaign_.agents or ())} agent(s)"
+    click.echo(f"{campaign_.name}: mode {campaign_.mode.value}, {staff}, "
                f"{len(contacts)} contact(s), {len(issues)} bad row(s), {len(dnc)} DNC number(s) from files")
     if issues:
         sys.exit(1)
@@ -90,8 +105,17 @@ def validate_cmd(file: Path) -> None:
                    "for calling windows and retry timers)")
 @click.pass_context
 def start_cmd(ctx: click.Context, file: Path, dry_run: bool, until_idle: bool) -> None:
-    """Run the campaign in FILE on the PBX until it completes or is stopped."""
-    campaign_, contacts, file_dnc = _load(file)
+    """Run the campaign in FILE on the PBX until it completes or is stopped.
+
+    A campaign naming a ``queue`` shares the ACD's agents with inbound calls,
+    so it runs inside the engine (``ccengine run``); this command hands it
+    over the engine's control socket and follows its progress. A campaign
+    with its own ``agents`` runs in this process.
+    """
+    campaign_, contacts, file_dnc = _load(ctx, file)
+    if campaign_.queue is not None and not dry_run:
+        _start_on_engine(ctx, file, until_idle)
+        return
     db = _db(ctx, migrate=not dry_run)
     dnc = set(file_dnc)
     if campaign_.dnc.use_table:
@@ -119,6 +143,11 @@ def start_cmd(ctx: click.Context, file: Path, dry_run: bool, until_idle: bool) -
     from ari_apps.outbound import OutboundRunner, Progress, open_campaign
 
     settings = _settings(ctx)
+    shared = set(campaign_.agents or ()) & _engine_agents(ctx)
+    if shared:
+        raise click.ClickException(
+            f"agent(s) {', '.join(sorted(shared))} belong to the running engine's ACD: a standalone campaign "
+            "would ring them behind its back; name the ACD queue instead (queue: ...)")
     for row in _targets(db, campaign_.name, ("running", "paused")):
         if row.runner_pid and _alive(row.runner_pid):
             raise click.ClickException(f"campaign {row.name} is already {row.state} (pid {row.runner_pid}); "
@@ -145,6 +174,84 @@ def start_cmd(ctx: click.Context, file: Path, dry_run: bool, until_idle: bool) -
         click.echo()
     click.echo(f"campaign {campaign_.name}: {final}")
     _print_status(db, campaign_id)
+
+
+def _engine(ctx: click.Context, method: str, path: str, body: object = None) -> tuple[int, Any]:
+    import aiohttp
+
+    from ccengine.control import socket_path
+
+    sock = socket_path(_settings(ctx).paths.state_dir)
+
+    async def call() -> tuple[int, Any]:
+        async with aiohttp.ClientSession(connector=aiohttp.UnixConnector(path=str(sock))) as http, \
+                http.request(method, f"http://engine{path}", json=body) as resp:
+            if resp.content_type == "application/json":
+                return resp.status, await resp.json()
+            return resp.status, {"error": resp.reason}
+
+    try:
+        return asyncio.run(call())
+    except (aiohttp.ClientConnectionError, FileNotFoundError):
+        raise click.ClickException(f"campaign names a queue: it runs in the engine, and no engine runs at "
+                                   f"{sock} (start `ccengine run`)") from None
+
+
+def _engine_agents(ctx: click.Context) -> set[str]:
+    """Agents of a running engine's ACD (none when no engine runs here)."""
+    try:
+        status, rows = _engine(ctx, "GET", "/agents")
+    except click.ClickException:
+        return set()
+    return {row["id"] for row in rows} if status == 200 else set()
+
+
+def _start_on_engine(ctx: click.Context, file: Path, until_idle: bool) -> None:
+    status, body = _engine(ctx, "POST", "/campaigns", {"file": str(file.resolve()), "until_idle": until_idle})
+    if status == 422:
+        for issue in body.get("issues", []):
+            click.echo(f"error: {issue}", err=True)
+        sys.exit(2)
+    if status >= 400:
+        raise click.ClickException(f"the engine refused the campaign: {body.get('error')}")
+    campaign_id = body["id"]
+    click.echo(f"campaign {body['name']} ({campaign_id}) started in the engine: {body['contacts']} contact(s)")
+    tty = sys.stdout.isatty()
+    last = ""
+    while True:
+        time.sleep(1.0)
+        status, view = _engine(ctx, "GET", f"/campaigns/{campaign_id}")
+        if status >= 400:
+            raise click.ClickException(f"lost the campaign: {view.get('error')}")
+        if view["line"] and view["line"] != last:
+            last = view["line"]
+            click.echo(last + ("\r" if tty else ""), nl=not tty)
+        if view["error"]:
+            raise click.ClickException(f"campaign failed in the engine: {view['error']}")
+        if view["final"]:
+            break
+    if tty:
+        click.echo()
+    click.echo(f"campaign {view['name']}: {view['final']}")
+    _print_status(_db(ctx), campaign_id)
+
+
+@campaign.command("contacts-import")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--list", "list_name", required=True, help="list name campaigns use: contacts: {list: NAME}")
+@click.pass_context
+def contacts_import_cmd(ctx: click.Context, file: Path, list_name: str) -> None:
+    """Import a contact CSV into the database list NAME; bad rows are reported (file:line) and skipped."""
+    from .contact_lists import import_csv
+
+    if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", list_name):
+        raise click.BadParameter("letters, digits, '_', '.', '-' (at most 64)", param_hint="--list")
+    added, updated, issues = import_csv(_db(ctx), file, list_name)
+    for issue in issues:
+        click.echo(f"error: {issue}", err=True)
+    click.echo(f"list {list_name}: {added} added, {updated} updated, {len(issues)} bad row(s) skipped")
+    if issues:
+        sys.exit(1)
 
 
 def _alive(pid: int) -> bool:

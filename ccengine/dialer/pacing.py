@@ -74,6 +74,9 @@ class Strategy:
     #: want this; the predictive forecast anticipates them, so its tick
     #: suffices). Read before every event, so a strategy may flip it.
     on_call_events = True
+    #: the last decision was progressive pacing (one call per free agent) although the strategy
+    #: is not: a dialer whose agents are shared (blending) then holds the agent for each call
+    paces_progressively = False
 
     def decide(self, snap: PacingSnapshot, est: Estimates) -> int:
         raise NotImplementedError
@@ -256,7 +259,10 @@ class Predictive(Strategy):
     A marginal rule (rather than an average over the whole pipeline) spends
     the abandonment budget where it buys the most agent time. Below
     ``min_agents`` logged-in agents the variance is too large to predict
-    safely, so it degrades to progressive.
+    safely, so it degrades to progressive; so it does until ``warmup``
+    call outcomes have been seen, because the priors may be far from this
+    list's answer rate (a list answering at 60% against a 25% prior would
+    otherwise open with a burst of abandons).
     """
 
     tick_s = 1.0
@@ -266,7 +272,7 @@ class Predictive(Strategy):
                  grace_s: float = 2.0, horizon_s: float = 45.0, closed_loop: bool = True,
                  theta: float | None = None, max_ratio: float = 3.0,
                  controller: PIController | None = None, tick_s: float = 2.0,
-                 horizon_step_s: float = 1.0) -> None:
+                 horizon_step_s: float = 1.0, warmup: int = 0) -> None:
         if not 0 < target < 1:
             raise ValueError("target must be in (0, 1)")
         self.name = f"predictive:{target:g}" if closed_loop else f"predictive-open:{target:g}"
@@ -277,6 +283,7 @@ class Predictive(Strategy):
         self.horizons = np.arange(0.0, horizon_s + horizon_step_s, horizon_step_s)
         self.theta_base = target if theta is None else theta
         self.max_ratio = max_ratio
+        self.warmup = warmup
         self.controller = controller if controller is not None else PIController(target, cap)
         self.closed_loop = closed_loop
         self._ring_version = -1
@@ -362,7 +369,8 @@ class Predictive(Strategy):
     def decide(self, snap: PacingSnapshot, est: Estimates) -> int:
         progressive = snap.idle_agents - snap.in_flight
         # progressive must redial the moment a line frees; prediction plans ahead
-        self.on_call_events = snap.logged_in < self.min_agents
+        self.on_call_events = snap.logged_in < self.min_agents or est.ring.observations < self.warmup
+        self.paces_progressively = self.on_call_events
         if self.on_call_events:
             return _bounded(progressive, snap)
         limit = math.floor(self.max_ratio * snap.logged_in) - snap.in_flight - len(snap.talk_ages)

@@ -13,7 +13,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ForeignKey, Index, Integer, String, Text
+from sqlalchemy import ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ccengine.store.schema import Base
@@ -96,6 +96,28 @@ class DncRow(Base):
     phone: Mapped[str] = mapped_column(String(24), primary_key=True)
     reason: Mapped[str] = mapped_column(String(128), default="")
     added_at: Mapped[datetime]
+
+
+class ContactListRow(Base):
+    """A named contact list imported from CSV (``ccengine campaign contacts-import``).
+
+    Campaigns read it with ``contacts: {table: campaign_contacts, list: NAME}``;
+    each run copies the list into ``dialer_contacts``, so re-importing a list
+    never rewrites what an earlier run dialed.
+    """
+
+    __tablename__ = "campaign_contacts"
+    __table_args__ = (UniqueConstraint("list_name", "contact_key", name="uq_campaign_contacts_list_key"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    list_name: Mapped[str] = mapped_column(String(64), index=True)
+    contact_key: Mapped[str] = mapped_column(String(64))
+    phone: Mapped[str] = mapped_column(String(24))
+    timezone: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(128), default="")
+    attributes: Mapped[dict[str, Any]]
+    source: Mapped[str] = mapped_column(Text)  # file:line it was imported from
+    imported_at: Mapped[datetime]
 
 
 Index("ix_dialer_contacts_campaign_status", ContactRow.campaign_id, ContactRow.status)
