@@ -203,11 +203,11 @@ async def test_scripted_calls_give_talk_time_silence_agitation_disclosure_and_ca
     assert set(cards) == {ids["5558104"]}
     [spoken] = [e.data for e in cards[ids["5558104"]]]
     assert spoken["digits_count"] == 16 and spoken["last4"] == ""
-    # the window a PCI mask would silence covers the turn: it opens at the utterance's speech onset, which
-    # the VAD marks up to a few 20 ms frames after the script's start (and the script's own clock has
-    # tens of ms of jitter on a loaded machine); no digit is spoken in the first 0.3 s of the turn
+    # the window a PCI mask would silence covers the digits: it opens at the utterance's detected onset,
+    # which on a loaded machine lags the script's clock by up to half a second; the first digit comes
+    # after "My card number is" (over 1 s of speech), so opening within 0.8 s still covers every digit
     [(start, seconds)] = [(t, d) for who, t, d in card.turns if who == "customer"]
-    assert spoken["at"] <= start + 0.3 and spoken["ends_at"] >= start + seconds - 1.0, (spoken, start, seconds)
+    assert spoken["at"] <= start + 0.8 and spoken["ends_at"] >= start + seconds - 1.0, (spoken, start, seconds)
     needles = [CARD, "4111 1111", "4111-1111"]
     with engine.db.connect() as conn:
         tables = [r[0] for r in conn.execute(text("SELECT name FROM sqlite_master WHERE type='table'"))]

@@ -20,6 +20,7 @@ from typing import Any
 from panoramisk import Manager
 from panoramisk.message import Message
 
+from ...aio import stop_task
 from ..protocol import PbxError
 
 log = logging.getLogger(__name__)
@@ -75,6 +76,7 @@ class AmiClient:
         self._lost = asyncio.Event()
         self._up = asyncio.Event()
         self._supervisor: asyncio.Task[None] | None = None
+        self._closing = False
         self._on_link: LinkHandler | None = None
 
     @property
@@ -88,9 +90,8 @@ class AmiClient:
             await self._up.wait()
 
     async def close(self) -> None:
-        if self._supervisor:
-            self._supervisor.cancel()
-            await asyncio.gather(self._supervisor, return_exceptions=True)
+        self._closing = True  # the supervisor also stops at the top of its loop
+        await stop_task(self._supervisor)
         if self._manager:
             self._manager.close()
 
@@ -122,7 +123,7 @@ class AmiClient:
 
     async def _supervise(self) -> None:
         delay = 0.1
-        while True:
+        while not self._closing:
             self._lost.clear()
             self._overflowed = False
             try:

@@ -18,6 +18,7 @@ from typing import Any
 
 import aiohttp
 
+from ...aio import stop_task
 from ..protocol import ChannelGone, PbxError
 
 log = logging.getLogger(__name__)
@@ -49,9 +50,7 @@ class AriClient:
         await self._connected.wait()
 
     async def close(self) -> None:
-        if self._reader:
-            self._reader.cancel()
-            await asyncio.gather(self._reader, return_exceptions=True)
+        await stop_task(self._reader)
         if self._session:
             await self._session.close()
 
