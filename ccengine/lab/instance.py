@@ -100,6 +100,9 @@ class AsteriskInstance:
         for port in (self.ports.ami_port, self.ports.http_port):
             if port_in_use(port):
                 raise LabError(f"{self.name}: port {port} is already used by another program")
+        if not (self.chroot / self.conf_file.relative_to("/")).is_file():
+            raise LabError(f"{self.name}: {self.conf_file} is not visible inside the chroot {self.chroot}; "
+                           "its state folder must be bind-mounted there (`ccengine lab up` does it)")
         console = (self.state_dir / "log" / "console.log").open("ab")
         proc = subprocess.Popen(
             ["chroot", str(self.chroot), ASTERISK, "-f", "-n", "-C", str(self.conf_file)],
@@ -111,13 +114,23 @@ class AsteriskInstance:
         deadline = time.monotonic() + boot_timeout
         while time.monotonic() < deadline:
             if proc.poll() is not None:
-                raise LabError(f"{self.name}: asterisk exited with {proc.returncode}; see {self.log_file}")
+                raise LabError(f"{self.name}: asterisk exited with {proc.returncode}; see {self.log_file}\n"
+                               + self._console_tail())
             if port_in_use(self.ports.ami_port) and port_in_use(self.ports.http_port):
                 out = self.cli("core waitfullybooted", timeout=max(1.0, deadline - time.monotonic()))
                 if "fully booted" in out.lower():
                     return
             time.sleep(0.2)
-        raise LabError(f"{self.name}: asterisk did not boot within {boot_timeout:.0f} s; see {self.log_file}")
+        raise LabError(f"{self.name}: asterisk did not boot within {boot_timeout:.0f} s; see {self.log_file}\n"
+                       + self._console_tail())
+
+    def _console_tail(self, lines: int = 15) -> str:
+        """The last lines Asterisk printed: why it did not boot, where CI keeps nothing else."""
+        try:
+            text = (self.state_dir / "log" / "console.log").read_text(errors="replace")
+        except OSError:
+            return "(no console output)"
+        return "\n".join(text.splitlines()[-lines:])
 
     def stop(self, timeout: float = 15.0) -> bool:
         """Stop the instance we started; returns False if none of ours was running."""

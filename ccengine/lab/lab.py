@@ -143,18 +143,39 @@ class Lab:
         return self.chroot / path.relative_to("/")
 
     def _bind(self, path: Path) -> None:
-        target = self._mount_point(path)
-        if _is_mounted(target):
-            return
-        target.mkdir(parents=True, exist_ok=True)
-        result = subprocess.run(["mount", "--bind", str(path), str(target)], capture_output=True, text=True)
-        if result.returncode != 0:
-            raise LabError(f"cannot bind-mount {path} into the chroot (root needed): {result.stderr.strip()}")
+        bind_into(path, self._mount_point(path))
 
     def _unbind(self, path: Path) -> None:
         target = self._mount_point(path)
         if _is_mounted(target):
             subprocess.run(["umount", "-l", str(target)], capture_output=True)
+
+
+def bind_into(path: Path, target: Path) -> None:
+    """Make ``target`` show the folder ``path``, replacing whatever else is mounted there.
+
+    A mount left by an earlier run can outlive its source: a checkout deleted and
+    cloned again at the same path leaves the chroot showing the deleted folder.
+    Only a mount of this very folder (same device and inode) is kept.
+    """
+    if _is_mounted(target):
+        if _same_folder(path, target):
+            return
+        subprocess.run(["umount", "-l", str(target)], capture_output=True)
+    target.mkdir(parents=True, exist_ok=True)
+    result = subprocess.run(["mount", "--bind", str(path), str(target)], capture_output=True, text=True)
+    if result.returncode != 0:
+        raise LabError(f"cannot bind-mount {path} into the chroot (root needed): {result.stderr.strip()}")
+    if not _same_folder(path, target):
+        raise LabError(f"{target} does not show {path} after binding it")
+
+
+def _same_folder(a: Path, b: Path) -> bool:
+    try:
+        sa, sb = a.stat(), b.stat()
+    except OSError:
+        return False
+    return (sa.st_dev, sa.st_ino) == (sb.st_dev, sb.st_ino)
 
 
 def _is_mounted(target: Path) -> bool:

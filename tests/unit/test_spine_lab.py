@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
 
 from ccengine.lab.chroot import LabError, _uris_from_deb822, _uris_from_list, debian_mirror
 from ccengine.lab.instance import render_template
+from ccengine.lab.lab import bind_into
 
 FIXTURES = Path(__file__).parent / "fixtures" / "spine"
 
@@ -137,3 +140,31 @@ def test_unknown_placeholder_is_a_lab_error_naming_file_and_variable() -> None:
     message = str(info.value)
     assert message.startswith("/etc/lab/pjsip.conf:")
     assert "{{nope}}" in message
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="bind mounts need root")
+def test_bind_replaces_a_stale_mount_of_a_deleted_checkout(tmp_path: Path) -> None:
+    """A checkout deleted and cloned again at the same path must not leave the chroot on the old one."""
+    checkout = tmp_path / "check" / "main" / ".lab"
+    target = tmp_path / "chroot" / "check" / "main" / ".lab"
+    checkout.mkdir(parents=True)
+    (checkout / "old.txt").write_text("old run")
+    try:
+        bind_into(checkout, target)
+        assert (target / "old.txt").read_text() == "old run"
+        shutil.rmtree(checkout)  # the earlier CI run's folder goes; its mount stays
+        checkout.mkdir(parents=True)
+        (checkout / "asterisk.conf").write_text("new run")
+        assert not (target / "asterisk.conf").exists()
+
+        bind_into(checkout, target)
+
+        assert (target / "asterisk.conf").read_text() == "new run"
+        (checkout / "written-by-host").write_text("x")
+        assert (target / "written-by-host").exists()
+        bind_into(checkout, target)  # already right: kept, not stacked
+        mounts = Path("/proc/self/mountinfo").read_text().split()
+        assert mounts.count(str(target)) == 1
+    finally:
+        while subprocess.run(["umount", str(target)], capture_output=True).returncode == 0:
+            pass
