@@ -58,7 +58,8 @@ def _inputs(ctx: click.Context, file: Path) -> tuple[Campaign, list[Contact], se
     return campaign, contacts, dnc, issues
 
 
-def _load(ctx: click.Context, file: Path) -> tuple[Campaign, list[Contact], set[str]]:
+def _checked_inputs(ctx: click.Context, file: Path) -> tuple[Campaign, list[Contact], set[str], list[ConfigIssue]]:
+    """Campaign inputs with every bad row printed; a bad campaign file exits 2."""
     try:
         campaign, contacts, dnc, issues = _inputs(ctx, file)
     except ConfigError as exc:
@@ -67,6 +68,11 @@ def _load(ctx: click.Context, file: Path) -> tuple[Campaign, list[Contact], set[
         sys.exit(2)
     for issue in issues:
         click.echo(f"error: {issue}", err=True)
+    return campaign, contacts, dnc, issues
+
+
+def _load(ctx: click.Context, file: Path) -> tuple[Campaign, list[Contact], set[str]]:
+    campaign, contacts, dnc, issues = _checked_inputs(ctx, file)
     if issues:
         click.echo(f"{len(issues)} bad row(s) skipped; {len(contacts)} contact(s) loaded", err=True)
     return campaign, contacts, dnc
@@ -82,14 +88,7 @@ def campaign() -> None:
 @click.pass_context
 def validate_cmd(ctx: click.Context, file: Path) -> None:
     """Check a campaign YAML, its contacts (CSV or database list) and DNC files; exit 1 if any row is bad."""
-    try:
-        campaign_, contacts, dnc, issues = _inputs(ctx, file)
-    except ConfigError as exc:
-        for issue in exc.issues:
-            click.echo(f"error: {issue}", err=True)
-        sys.exit(2)
-    for issue in issues:
-        click.echo(f"error: {issue}", err=True)
+    campaign_, contacts, dnc, issues = _checked_inputs(ctx, file)
     staff = f"queue {campaign_.queue}" if campaign_.queue else f"{len(campaign_.agents or ())} agent(s)"
     click.echo(f"{campaign_.name}: mode {campaign_.mode.value}, {staff}, "
                f"{len(contacts)} contact(s), {len(issues)} bad row(s), {len(dnc)} DNC number(s) from files")

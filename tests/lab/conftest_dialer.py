@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import subprocess
+import sys
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -18,6 +21,7 @@ from zoneinfo import ZoneInfo
 import yaml
 
 from ccengine.lab.lab import Lab
+from ccengine.lab.traffic import PeerDriver
 from ccengine.pbx.asterisk.ami import AmiClient
 
 from .conftest import BASE_CONFIG, ROOT
@@ -88,3 +92,32 @@ class CalledParties:
                 await self._pump
         await self.ami.close()
 
+
+
+def campaign_cli(config: Path, *args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    """`ccengine -c CONFIG campaign ARGS...` as an operator types it."""
+    return subprocess.run([sys.executable, "-m", "ccengine.cli.main", "-c", str(config), "campaign", *args],
+                          cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+
+
+async def run_until_idle(lab: Lab, config: Path, campaign_file: Path, agents: list[str], *, talk_seconds: int,
+                         timeout: float) -> tuple[subprocess.CompletedProcess[str], float, list[str]]:
+    """Run a campaign from the CLI to completion while its agents talk ``talk_seconds`` per call.
+
+    Returns the CLI run (its output also kept in the workdir), its wall time and every number the
+    peer was called on. The CLI runs in a thread: the peer's AMI events must keep flowing meanwhile.
+    """
+    async with PeerDriver(lab.settings) as peer, CalledParties(lab) as called_parties:
+        for agent in agents:
+            await peer.set_global(f"AGENT_TALK_{agent}", str(talk_seconds))
+        try:
+            started = time.monotonic()
+            run = await asyncio.to_thread(campaign_cli, config, "start", str(campaign_file), "--until-idle",
+                                          timeout=timeout)
+            elapsed = time.monotonic() - started
+        finally:
+            for agent in agents:
+                await peer.set_global(f"AGENT_TALK_{agent}", "")
+    (config.parent / "campaign.out").write_text(run.stdout + run.stderr)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    return run, elapsed, called_parties.numbers

@@ -33,8 +33,9 @@ from .conftest_dialer import (
     HUMAN,
     MACHINE,
     NO_ANSWER,
-    CalledParties,
     called_number,
+    campaign_cli,
+    run_until_idle,
     write_engine_config,
     zone_with_local_hour,
 )
@@ -94,36 +95,19 @@ def build_campaign(workdir: Path) -> tuple[Path, dict[str, str], set[str], set[s
     return path, kinds, dnc_file_phones | dnc_table_phones, outside
 
 
-def cli(config: Path, *args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "ccengine.cli.main", "-c", str(config), "campaign", *args],
-                          cwd=ROOT, capture_output=True, text=True, timeout=timeout)
-
-
 async def test_campaign_runs_to_completion_from_the_cli(workdir, lab):  # type: ignore[no-untyped-def]
     config = write_engine_config(workdir)
     campaign_file, kinds, dnc, outside = build_campaign(workdir)
     table_numbers = (workdir / "table_dnc.txt").read_text().split()
-    assert cli(config, "dnc-add", *table_numbers, "--reason", "customer request").returncode == 0
+    assert campaign_cli(config, "dnc-add", *table_numbers, "--reason", "customer request").returncode == 0
 
-    dry = cli(config, "start", str(campaign_file), "--dry-run")
+    dry = campaign_cli(config, "start", str(campaign_file), "--dry-run")
     assert dry.returncode == 0, dry.stderr
     eligible_now = len(kinds) - len(dnc) - len(outside)
     assert f"eligible now: {eligible_now}" in dry.stdout, dry.stdout
     assert f"not eligible (dnc): {len(dnc)}" in dry.stdout and f"(outside_window): {len(outside)}" in dry.stdout
 
-    async with PeerDriver(lab.settings) as peer, CalledParties(lab) as called_parties:
-        for agent in AGENTS:
-            await peer.set_global(f"AGENT_TALK_{agent}", "4")
-        try:
-            started = time.monotonic()
-            # in a thread: the peer's AMI events must keep flowing while the campaign runs
-            run = await asyncio.to_thread(cli, config, "start", str(campaign_file), "--until-idle", timeout=150)
-            elapsed = time.monotonic() - started
-        finally:
-            for agent in AGENTS:
-                await peer.set_global(f"AGENT_TALK_{agent}", "")
-    (workdir / "campaign.out").write_text(run.stdout + run.stderr)
-    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    run, elapsed, called = await run_until_idle(lab, config, campaign_file, AGENTS, talk_seconds=4, timeout=150)
     assert "lab-collections: completed" in run.stdout, run.stdout[-2000:]
     assert elapsed < 120, elapsed
 
@@ -145,14 +129,14 @@ async def test_campaign_runs_to_completion_from_the_cli(workdir, lab):  # type: 
     # never dialed: neither in the store nor seen by the called side
     dialed = {a.phone for a in attempts}
     assert not dialed & (dnc | outside)
-    assert not set(called_parties.numbers) & (dnc | outside)
+    assert not set(called) & (dnc | outside)
     assert {c.final_reason for c in contacts if c.phone in dnc} == {"dnc"}
     assert {c.final_reason for c in contacts if c.phone in outside} == {"outside_window"}
     # and everyone else was dialed, and reached the peer
     expected = {p for p in kinds if p not in dnc | outside}
     assert dialed == expected
     # (the peer is shared: other tests' calls may show up, so look at this population only)
-    assert set(called_parties.numbers) & set(kinds) == expected
+    assert set(called) & set(kinds) == expected
 
     by_kind: dict[str, Counter[str]] = {}
     for attempt in attempts:
@@ -180,7 +164,7 @@ async def test_campaign_runs_to_completion_from_the_cli(workdir, lab):  # type: 
             assert answer.agent_connect_ts is None and answer.message_played, attempt.id
     assert "abandoned" in run.stdout and "occupancy" in run.stdout
 
-    status = cli(config, "status")
+    status = campaign_cli(config, "status")
     assert "lab-collections" in status.stdout and "completed" in status.stdout, status.stdout
     assert not [c for c in await pbx_channels(lab) if "dialer" in str(c.get("dialplan"))]
 
@@ -228,14 +212,14 @@ async def test_progressive_campaign_pauses_resumes_and_stops(workdir, lab):  # t
             await peer.set_global(f"AGENT_TALK_{agent}", "2")
         try:
             await wait_until(lambda: len(attempts_of(db_path)) >= 4, 40, "four dials")
-            assert cli(config, "pause", "lab-reminders").returncode == 0
+            assert campaign_cli(config, "pause", "lab-reminders").returncode == 0
             await asyncio.sleep(1.5)  # the runner polls its row every second
             paused = len(attempts_of(db_path))
             await asyncio.sleep(5)
             assert len(attempts_of(db_path)) == paused, "dialed while paused"
-            assert cli(config, "resume", "lab-reminders").returncode == 0
+            assert campaign_cli(config, "resume", "lab-reminders").returncode == 0
             await wait_until(lambda: len(attempts_of(db_path)) > paused, 20, "dialing to resume")
-            assert cli(config, "stop", "lab-reminders").returncode == 0
+            assert campaign_cli(config, "stop", "lab-reminders").returncode == 0
             await asyncio.to_thread(proc.wait, 40)
         finally:
             if proc.poll() is None:
@@ -279,7 +263,7 @@ async def test_preview_campaign_has_the_agent_on_the_line_first(workdir, lab):  
         for agent in ("agent37", "agent38"):
             await peer.set_global(f"AGENT_TALK_{agent}", "12")
         try:
-            run = await asyncio.to_thread(cli, config, "start", str(workdir / "campaign.yaml"), "--until-idle",
+            run = await asyncio.to_thread(campaign_cli, config, "start", str(workdir / "campaign.yaml"), "--until-idle",
                                           timeout=90)
         finally:
             for agent in ("agent37", "agent38"):

@@ -26,9 +26,9 @@ from ccengine.dialer.schema import AttemptRow, CampaignRow, ContactRow, LiveAnsw
 from ccengine.lab.traffic import Customer
 
 from .conftest import ROOT
-from .conftest_dialer import BUSY, HUMAN, NO_ANSWER, called_number, zone_with_local_hour
+from .conftest_dialer import BUSY, HUMAN, NO_ANSWER, called_number, campaign_cli, zone_with_local_hour
 from .test_acd import HEADER
-from .test_campaign import attempts_of, cli, wait_until
+from .test_campaign import attempts_of, wait_until
 
 pytestmark = pytest.mark.lab
 
@@ -70,10 +70,10 @@ async def test_inbound_and_campaign_share_agents_without_double_booking(  # type
     standalone = yaml.safe_load((workdir / "campaign.yaml").read_text())
     standalone.pop("queue")
     (workdir / "standalone.yaml").write_text(yaml.safe_dump({**standalone, "agents": ["agent11", "agent40"]}))
-    refused = cli(engine.config, "start", str(workdir / "standalone.yaml"))
+    refused = campaign_cli(engine.config, "start", str(workdir / "standalone.yaml"))
     assert refused.returncode == 1 and "agent11 belong to the running engine" in refused.stderr, refused.stderr
     (workdir / "nowhere.yaml").write_text(yaml.safe_dump({**standalone, "queue": "nowhere"}))
-    refused = cli(engine.config, "start", str(workdir / "nowhere.yaml"))
+    refused = campaign_cli(engine.config, "start", str(workdir / "nowhere.yaml"))
     assert refused.returncode == 1 and "unknown queue 'nowhere'" in refused.stderr, refused.stderr
 
     async def inbound() -> None:
@@ -84,7 +84,7 @@ async def test_inbound_and_campaign_share_agents_without_double_booking(  # type
 
     started = time.monotonic()
     callers = asyncio.create_task(inbound())
-    run = await asyncio.to_thread(cli, engine.config, "start", str(workdir / "campaign.yaml"), "--until-idle",
+    run = await asyncio.to_thread(campaign_cli, engine.config, "start", str(workdir / "campaign.yaml"), "--until-idle",
                                   timeout=180)
     await callers
     (workdir / "campaign.out").write_text(run.stdout + run.stderr)
@@ -169,14 +169,14 @@ async def test_blended_progressive_campaign_pauses_resumes_and_stops(  # type: i
                             stderr=subprocess.STDOUT)
     try:
         await wait_until(lambda: len(attempts_of(db_path)) >= 3, 40, "three dials")
-        assert cli(engine.config, "pause", "lab-blended-reminders").returncode == 0
+        assert campaign_cli(engine.config, "pause", "lab-blended-reminders").returncode == 0
         await asyncio.sleep(1.5)  # the runner polls its row every second
         paused = len(attempts_of(db_path))
         await asyncio.sleep(5)
         assert len(attempts_of(db_path)) == paused, "dialed while paused"
-        assert cli(engine.config, "resume", "lab-blended-reminders").returncode == 0
+        assert campaign_cli(engine.config, "resume", "lab-blended-reminders").returncode == 0
         await wait_until(lambda: len(attempts_of(db_path)) > paused, 20, "dialing to resume")
-        assert cli(engine.config, "stop", "lab-blended-reminders").returncode == 0
+        assert campaign_cli(engine.config, "stop", "lab-blended-reminders").returncode == 0
         await asyncio.to_thread(proc.wait, 40)
     finally:
         if proc.poll() is None:
@@ -196,5 +196,5 @@ async def test_blended_progressive_campaign_pauses_resumes_and_stops(  # type: i
             held[agent] = str(event.call_id)
         elif state in ("ready", "not_ready", "logged_out"):
             held.pop(agent, None)
-    status = cli(engine.config, "status", "lab-blended-reminders")
+    status = campaign_cli(engine.config, "status", "lab-blended-reminders")
     assert "stopped" in status.stdout and "abandoned 0" in status.stdout, status.stdout

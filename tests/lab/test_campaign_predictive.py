@@ -11,9 +11,7 @@ within the 2-second grace.
 
 from __future__ import annotations
 
-import asyncio
 import re
-import time
 from collections import Counter
 from pathlib import Path
 
@@ -23,7 +21,6 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ccengine.dialer.schema import AttemptRow, CampaignRow, ContactRow, LiveAnswerRow
-from ccengine.lab.traffic import PeerDriver
 from ccengine.store.database import make_engine
 
 from .conftest_dialer import (
@@ -31,12 +28,12 @@ from .conftest_dialer import (
     HUMAN,
     MACHINE,
     NO_ANSWER,
-    CalledParties,
     called_number,
+    campaign_cli,
+    run_until_idle,
     write_engine_config,
     zone_with_local_hour,
 )
-from .test_campaign import cli
 
 pytestmark = pytest.mark.lab
 
@@ -84,19 +81,9 @@ async def test_three_hundred_contacts_predictive_to_completion(workdir, lab):  #
     campaign_file, kinds, dnc, outside = build(workdir)
     assert len(kinds) == 300
     table = (workdir / "table_dnc.txt").read_text().split()
-    assert cli(config, "dnc-add", *table).returncode == 0
-    async with PeerDriver(lab.settings) as peer, CalledParties(lab) as called_parties:
-        for agent in AGENTS:
-            await peer.set_global(f"AGENT_TALK_{agent}", "4")
-        try:
-            started = time.monotonic()
-            run = await asyncio.to_thread(cli, config, "start", str(campaign_file), "--until-idle", timeout=280)
-            elapsed = time.monotonic() - started
-        finally:
-            for agent in AGENTS:
-                await peer.set_global(f"AGENT_TALK_{agent}", "")
-    (workdir / "campaign.out").write_text(run.stdout + run.stderr)
-    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    assert campaign_cli(config, "dnc-add", *table).returncode == 0
+    run, elapsed, called = await run_until_idle(lab, config, campaign_file, AGENTS, talk_seconds=4,
+                                                 timeout=280)
     assert "lab-predictive-300: completed" in run.stdout, run.stdout[-2000:]
 
     db = make_engine(f"sqlite:///{workdir / 'ccengine.db'}")
@@ -111,7 +98,7 @@ async def test_three_hundred_contacts_predictive_to_completion(workdir, lab):  #
     assert all(a.outcome and a.ended_at for a in attempts)
     dialed = {a.phone for a in attempts}
     assert dialed == set(kinds) - dnc - outside
-    assert not set(called_parties.numbers) & (dnc | outside)
+    assert not set(called) & (dnc | outside)
     assert {c.final_reason for c in contacts if c.phone in dnc} == {"dnc"}
     assert {c.final_reason for c in contacts if c.phone in outside} == {"outside_window"}
 
