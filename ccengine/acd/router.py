@@ -181,7 +181,8 @@ class _Contact:
                  "priority", "queue_id", "rate", "seq", "signature", "slot", "state", "static_key", "version")
 
     def __init__(self, contact_id: str, queue: QueuePolicy, signature: Signature, priority: int,
-                 now: float, seq: int, last_agent: str | None, last_agent_at: float | None):
+                 now: float, seq: int, last_agent: str | None, last_agent_at: float | None,
+                 group: _Group | None = None):
         self.id = contact_id
         self.queue_id = queue.id
         self.channel = queue.channel
@@ -197,7 +198,7 @@ class _Contact:
         self.last_agent_at = last_agent_at
         self.state = _WAITING
         self.version = 0
-        self.group: _Group | None = None
+        self.group = group
 
     def rank(self, now: float) -> Rank:
         """Smaller is served first (see module docstring)."""
@@ -327,7 +328,7 @@ class Router:
 
     def set_ready(self, agent_id: str, now: float) -> Reservation | None:
         """Agent ready (or wrap-up over): offer the best waiting contact, if any."""
-        agent = self._agent(agent_id)
+        agent = self._agents.get(agent_id) or self._agent(agent_id)
         if agent.state is _LOGGED_OUT:
             raise RoutingError(f"agent {agent_id} is logged out")
         if agent.state is _READY:
@@ -369,14 +370,14 @@ class Router:
 
         ``priority`` and ``skills`` default to the queue's; pass the result of
         the customer rules (``QueueConfig.needs``) to override them."""
-        if contact_id in self._contacts:
+        contacts = self._contacts
+        if contact_id in contacts:
             raise RoutingError(f"contact {contact_id} already exists")
-        queue = self._queue(queue_id)
+        queue = self._queues.get(queue_id) or self._queue(queue_id)
         group = self._group_of(queue.channel, skills if skills is not None else queue.required_skills)
-        contact = _Contact(contact_id, queue, group.signature, queue.priority if priority is None else priority,
-                           now, next(self._seq), last_agent, last_agent_at)
-        contact.group = group
-        self._contacts[contact_id] = contact
+        contact = contacts[contact_id] = _Contact(
+            contact_id, queue, group.signature, queue.priority if priority is None else priority, now,
+            next(self._seq), last_agent, last_agent_at, group)
         return self._contact_waiting(contact_id, contact, now)
 
     def move_contact(self, contact_id: str, queue_id: str, now: float, *,
@@ -665,7 +666,7 @@ class Router:
     def _enqueue(self, contact_id: str, contact: _Contact) -> None:
         contact.state = _WAITING
         contact.version += 1
-        self._waiting_by_queue.setdefault(contact.queue_id, set()).add(contact_id)
+        self._waiting_by_queue[contact.queue_id].add(contact_id)  # created with the queue
         if contact.last_agent is not None and contact.affinity_window > 0:
             self._affine.setdefault(contact.last_agent, set()).add(contact_id)
         self._index_contact(contact_id, contact)
