@@ -177,8 +177,9 @@ class _Agent:
 
 
 class _Contact:
-    __slots__ = ("affinity_window", "channel", "enqueued_at", "group", "id", "last_agent", "last_agent_at",
-                 "priority", "queue_id", "rate", "seq", "signature", "slot", "state", "static_key", "version")
+    __slots__ = ("affinity_window", "channel", "enqueued_at", "group", "id", "lane", "last_agent",
+                 "last_agent_at", "priority", "queue_id", "rate", "seq", "signature", "slot", "state",
+                 "static_key", "version")
 
     def __init__(self, contact_id: str, queue: QueuePolicy, signature: Signature, priority: int,
                  now: float, seq: int, last_agent: str | None, last_agent_at: float | None,
@@ -199,6 +200,7 @@ class _Contact:
         self.state = _WAITING
         self.version = 0
         self.group = group
+        self.lane: _Lane | None = None  # set when indexed
 
     def rank(self, now: float) -> Rank:
         """Smaller is served first (see module docstring)."""
@@ -212,9 +214,10 @@ class _Contact:
 class _Lane:
     """Waiting contacts of one group that age at one rate, as a heap."""
 
-    __slots__ = ("count", "heap", "rate")
+    __slots__ = ("count", "group", "heap", "rate")
 
-    def __init__(self, rate: float):
+    def __init__(self, group: _Group, rate: float):
+        self.group = group
         self.rate = rate
         self.heap: list[ContactEntry] = []
         self.count = 0  # live entries
@@ -642,14 +645,12 @@ class Router:
         agent.version += 1
         if agent.indexed:
             self._unindex_agent(agent)
-        if agent.state is not _READY or agent.reservation is not None:
-            return None
-        active = agent.active
-        if active and len(active) >= agent.capacity.get(agent.active_channel or "", 0):
-            return None  # on a call: fully occupied
-        found = self._best_contact_for(agent, now)
+        channels = agent.open_channels()
+        if not channels:
+            return None  # not ready, reserved, or fully occupied
+        found = self._best_contact_for(agent, now, channels)
         if found is None:
-            self._index_agent(agent)
+            self._index_agent(agent, channels)
             return None
         contact_id, contact = found
         self._unqueue(contact_id, contact)
@@ -676,14 +677,13 @@ class Router:
         self._waiting_by_queue[contact.queue_id].discard(contact_id)
         if contact.last_agent is not None:
             self._forget_affinity(contact.last_agent, contact_id)
-        group = contact.group
-        if group is not None:
-            lane = group.lanes_by_rate[contact.rate]
+        lane = contact.lane
+        if lane is not None:
             lane.count -= 1
             if not lane.count and lane.heap:
                 self._garbage.append(lane.heap)  # only stale entries remain; maintain() frees them
                 lane.heap = []
-            group.total -= 1
+            lane.group.total -= 1
 
     def _forget_affinity(self, agent_id: str, contact_id: str) -> None:
         affine = self._affine.get(agent_id)
@@ -749,10 +749,8 @@ class Router:
                         heaps[slot] = []
         agent.indexed = []
 
-    def _index_agent(self, agent: _Agent) -> None:
-        channels = agent.open_channels()
-        if not channels:
-            return
+    def _index_agent(self, agent: _Agent, channels: tuple[str, ...]) -> None:
+        """Make the agent, available on ``channels``, findable by new contacts."""
         idle, agent_id, version = agent.idle_since, agent.id, agent.version
         push = heapq.heappush
         indexed = agent.indexed
@@ -802,10 +800,12 @@ class Router:
         group = contact.group
         if group is None:
             group = contact.group = self._group(contact.channel, contact.signature)
-        lane = group.lanes_by_rate.get(contact.rate)
+        lane = contact.lane
         if lane is None:
-            lane = group.lanes_by_rate[contact.rate] = _Lane(contact.rate)
-            group.lanes.append(lane)
+            lane = contact.lane = group.lanes_by_rate.get(contact.rate)
+            if lane is None:
+                lane = contact.lane = group.lanes_by_rate[contact.rate] = _Lane(group, contact.rate)
+                group.lanes.append(lane)
         heap = lane.heap
         heapq.heappush(heap, (-contact.static_key, contact.enqueued_at, contact.seq, contact.version,
                               contact_id))
@@ -850,7 +850,8 @@ class Router:
             pop(heap)
         return None
 
-    def _best_contact_for(self, agent: _Agent, now: float) -> tuple[str, _Contact] | None:
+    def _best_contact_for(self, agent: _Agent, now: float,
+                          channels: tuple[str, ...]) -> tuple[str, _Contact] | None:
         if agent.id in self._affine:
             affine = self._affine_contact(agent, now)
             if affine is not None:
@@ -860,7 +861,6 @@ class Router:
         pop = heapq.heappop
         contacts = self._contacts
         groups_on = agent.groups_on
-        channels = agent.open_channels()
         groups = (groups_on.get(channels[0], ()) if len(channels) == 1
                   else [g for channel in channels for g in groups_on.get(channel, ())])
         for group in groups:
@@ -889,7 +889,7 @@ class LinearScanRouter(Router):
     It is the executable specification the property tests compare the indexed
     router with, and the baseline of ``bench/routing.py``."""
 
-    def _index_agent(self, agent: _Agent) -> None:
+    def _index_agent(self, agent: _Agent, channels: tuple[str, ...]) -> None:
         pass
 
     def _index_contact(self, contact_id: str, contact: _Contact) -> None:
@@ -914,7 +914,8 @@ class LinearScanRouter(Router):
                     best, best_key = agent, key
         return best
 
-    def _best_contact_for(self, agent: _Agent, now: float) -> tuple[str, _Contact] | None:
+    def _best_contact_for(self, agent: _Agent, now: float,
+                          channels: tuple[str, ...]) -> tuple[str, _Contact] | None:
         affine = self._affine_contact(agent, now)
         if affine is not None:
             return affine
