@@ -299,8 +299,8 @@ class InboundApp:
             if queue is not None and queue.when_closed == "voicemail":
                 call.queue_id = queue_id
                 await self._take_message(call, "closed", mailbox=queue_id, limit=queue.voicemail_max)
-            elif queue is not None and queue.when_closed == "callback":
-                await self._offer_closed_callback(call, queue_id)
+            elif queue is not None and queue.when_closed == "callback" and call.caller_number:
+                await self._offer_closed_callback(call, queue_id)  # (a withheld number gets the apology)
             else:
                 await self._apologise_and_end(call, "closed", f"queue {queue_id} is closed")
             return
