@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from ccengine.acd.callbacks import PendingCallback
 from ccengine.acd.definitions import Customer
 from ccengine.acd.router import Reservation
 from ccengine.acd.service import Acd, MessageReason
@@ -88,7 +89,7 @@ class CallSession:
     id: str
     customer: str  # channel id
     caller_number: str
-    state: str = "ivr"  # ivr | voicemail | queued | callback | ringing | connecting | talking | ended
+    state: str = "ivr"  # ivr | closed | voicemail | queued | callback | ringing | connecting | talking | ended
     queue_id: str | None = None
     agent_id: str | None = None
     agent_channel: str | None = None
@@ -105,6 +106,7 @@ class CallSession:
     agent_answered: asyncio.Future[None] | None = None
     announcement: str | None = None  # playback id of a position announcement in progress
     callback: bool = False  # the caller hung up to be called back when an agent is free
+    scheduled: str | None = None  # id of the closed-hours callback this call attempts, until its outcome
     customer_answered: asyncio.Future[ChannelInfo] | None = None
     finished: bool = False
     walk: Walk | None = None  # the IVR walk, on the tree version the caller started on
@@ -132,6 +134,7 @@ class InboundApp:
         acd.offer_callback = self._on_offer_callback
         acd.expire = self._on_expire
         acd.take_message = self._on_take_message
+        acd.dial_callback = self._dial_scheduled_callback
         self.recordings_dir = recordings_dir
         self.vault = vault
         self.retention = retention
@@ -201,7 +204,12 @@ class InboundApp:
 
     def on_dtmf(self, channel_id: str, digit: str) -> None:
         call = self.by_channel.get(channel_id)
-        if call is not None and channel_id == call.customer and call.state in ("ivr", "queued", "voicemail"):
+        if call is not None and channel_id == call.customer and call.state in ("ivr", "closed", "queued",
+                                                                               "voicemail"):
+            if call.state == "closed" and digit == "1" and not call.callback:
+                # accepted here, not in the journey task: a hang-up right after the key must not lose it
+                call.callback = True
+                self.acd.schedule_callback(call.id, call.queue_id or "", call.caller_number)
             call.digits.put_nowait(digit)
 
     def on_playback_finished(self, playback_id: str) -> None:
@@ -291,6 +299,8 @@ class InboundApp:
             if queue is not None and queue.when_closed == "voicemail":
                 call.queue_id = queue_id
                 await self._take_message(call, "closed", mailbox=queue_id, limit=queue.voicemail_max)
+            elif queue is not None and queue.when_closed == "callback" and call.caller_number:
+                await self._offer_closed_callback(call, queue_id)  # (a withheld number gets the apology)
             else:
                 await self._apologise_and_end(call, "closed", f"queue {queue_id} is closed")
             return
@@ -437,6 +447,43 @@ class InboundApp:
             return
         await self._accept_callback(call)
 
+    async def _offer_closed_callback(self, call: CallSession, queue_id: str) -> None:
+        """The queue is closed: say so and offer a callback once it opens; pressing 1 accepts
+        (see ``on_dtmf``)."""
+        call.state, call.queue_id = "closed", queue_id
+        while not call.digits.empty():
+            call.digits.get_nowait()
+        with contextlib.suppress(PbxError, asyncio.TimeoutError):
+            await self._play_and_wait(call, self.prompts["closed_callback_offer"])
+            if not call.callback:
+                await asyncio.wait_for(call.digits.get(), self.flow.menu_timeout)
+        if call.finished:
+            return
+        if call.callback:
+            with contextlib.suppress(PbxError, asyncio.TimeoutError):
+                await self._play_and_wait(call, self.prompts["closed_callback_thanks"])
+        cause = f"queue {queue_id} is closed" + ("; callback scheduled" if call.callback else "")
+        await self.finish(call, "system", cause, disposition="closed")
+
+    def _dial_scheduled_callback(self, callback: PendingCallback, call_id: str) -> None:
+        """An attempt at a closed-hours callback: a new call that waits in the queue like the
+        in-queue callbacks (the agent first, then the customer on the planned leg)."""
+        call = CallSession(id=call_id, customer=str(uuid.uuid4()), caller_number=callback.number, state="callback",
+                           queue_id=callback.queue_id, queued_mono=time.monotonic(), callback=True,
+                           scheduled=callback.id)
+        self.sessions[call.id] = call
+        self.emit(CallOffered(caller_number=callback.number, dialed=f"callback:{callback.queue_id}",
+                              channel_id=call.customer), call)
+        self.acd.enqueue(call.id, callback.queue_id, caller=callback.number,
+                         entered=lambda position: self.emit(CallQueued(queue=callback.queue_id, position=position),
+                                                            call))
+        self.acd.keep_place_for_callback(call.id)
+
+    def _callback_outcome(self, call: CallSession, connected: bool) -> None:
+        if call.scheduled is not None:
+            callback_id, call.scheduled = call.scheduled, None
+            self.acd.callback_attempt_over(callback_id, connected)
+
     async def _accept_callback(self, call: CallSession, thanks: bool = True) -> None:
         call.callback, call.state = True, "callback"
         self.acd.keep_place_for_callback(call.id)
@@ -458,7 +505,7 @@ class InboundApp:
         self.acd.answered(reservation)
         call.bridge_id = await self.pbx.create_bridge()
         await self.pbx.add_to_bridge(call.bridge_id, [call.agent_channel])
-        channel_id = str(uuid.uuid4())
+        channel_id = call.customer if call.scheduled else str(uuid.uuid4())  # a scheduled one has its leg planned
         call.customer_answered = asyncio.get_running_loop().create_future()
         self.by_channel.pop(call.customer, None)
         call.customer = channel_id
@@ -475,6 +522,7 @@ class InboundApp:
         await self.pbx.add_to_bridge(call.bridge_id, [channel_id])
         call.state = "talking"
         call.answered_at = datetime.now(UTC)
+        self._callback_outcome(call, connected=True)
         assert call.queued_mono is not None
         self.emit(CallAnswered(queue=reservation.queue_id, agent_id=reservation.agent_id,
                                wait_seconds=round(time.monotonic() - call.queued_mono, 3)), call)
@@ -661,6 +709,7 @@ class InboundApp:
             self.acd.finished(call.agent_id, call.id, talk)
         elif state != "ivr":
             self.acd.abandon(call.id)
+        self._callback_outcome(call, connected=False)  # the attempt ended before the customer was reached
         message = call.message
         if message is not None and message.started_mono is not None:
             self.emit(CallVoicemailLeft(mailbox=message.mailbox, reason=message.reason,
@@ -677,8 +726,8 @@ class InboundApp:
             with contextlib.suppress(PbxError):
                 await self.pbx.destroy_bridge(call.bridge_id)
         if disposition is None:
-            disposition = {"talking": "completed", "ivr": "ivr_hangup", "voicemail": "voicemail"}.get(state,
-                                                                                                     "abandoned")
+            disposition = {"talking": "completed", "ivr": "ivr_hangup", "voicemail": "voicemail",
+                           "closed": "closed"}.get(state, "abandoned")
             if (ended_by == "pbx" and state != "talking") or (ended_by == "agent" and state == "connecting"):
                 disposition = "failed"
             if call.transfer_answered is not None and state == "talking":

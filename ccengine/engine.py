@@ -35,7 +35,7 @@ from .control import make_app as make_control
 from .control import serve as serve_control
 from .control import socket_path
 from .core.bus import EventBus
-from .core.events import EnginePbxLink, EngineResynced, Event
+from .core.events import CallbackAttempted, CallbackFinished, CallbackScheduled, EnginePbxLink, EngineResynced, Event
 from .ivr.connectors import Directory, HttpDirectory, NoDirectory
 from .ivr.prompts import PromptCache
 from .ivr.registry import TreeRegistry
@@ -58,17 +58,21 @@ from .recording.retention import load_retention
 from .recording.vault import Vault
 from .speech import synthesize
 from .store.database import make_engine, upgrade
-from .store.schema import CallRow, LegRow, RecordingRow
+from .store.schema import CallRow, EventRow, LegRow, RecordingRow
 from .store.writer import StoreWriter
 from .yamlconf import ConfigError, ConfigIssue
 
 log = logging.getLogger(__name__)
+
+CALLBACK_EVENTS = [cls.TYPE for cls in (CallbackScheduled, CallbackAttempted, CallbackFinished)]
 
 PROMPTS = {
     "welcome": "Welcome to Lab Bank. Accounts, press 1. Cards, 2. Fraud, 3.",
     "callback_offer": "All advisers are busy. To keep your place and be called back, press 1.",
     "callback_thanks": "Thank you. We will call you back shortly. Goodbye.",
     "closed": "Lab Bank is closed now. Please call again during our opening hours. Goodbye.",
+    "closed_callback_offer": "Lab Bank is closed now. To be called back when we open, press 1.",
+    "closed_callback_thanks": "Thank you. We will call you back when we open. Goodbye.",
     "max_wait": "We are sorry, all advisers are still busy. Please call again later. Goodbye.",
     "recording_failed": "We are sorry, this call cannot continue because it cannot be recorded. "
                         "Please call again. Goodbye.",
@@ -157,6 +161,7 @@ class Engine:
         except Exception:  # speech is generated on demand if warming fails
             log.exception("IVR prompts could not be generated in advance")
         await asyncio.to_thread(self._seed_affinity)
+        await asyncio.to_thread(self._load_callbacks)
         self.app = InboundApp(self.pbx, self.bus, settings.flow, self.acd, agent_dial=settings.pbx.agent_dial,
                               customer_dial=settings.pbx.customer_dial, prompts=prompts,
                               recordings_dir=settings.paths.recordings_dir,
@@ -287,6 +292,17 @@ class Engine:
                 continue
             ended = ended_at if ended_at.tzinfo else ended_at.replace(tzinfo=UTC)
             self.acd.remember_agent(caller, agent_id, (now - ended).total_seconds())
+
+    def _load_callbacks(self) -> None:
+        """Callbacks promised while a queue was closed and not yet settled, rebuilt from the event log."""
+        with Session(self.db) as session:
+            rows = session.execute(select(EventRow.type, EventRow.occurred_at, EventRow.call_id, EventRow.data)
+                                   .where(EventRow.type.in_(CALLBACK_EVENTS)).order_by(EventRow.seq)).all()
+        for event_type, occurred_at, call_id, data in rows:
+            at = occurred_at if occurred_at.tzinfo else occurred_at.replace(tzinfo=UTC)
+            self.acd.replay_callback(event_type, at, call_id, data)
+        if self.acd.callbacks.pending:
+            log.info("%d callback(s) promised while closed are pending", len(self.acd.callbacks.pending))
 
     def _open_calls(self) -> list[tuple[CallRow, list[LegRow], RecordingRow | None]]:
         with Session(self.db) as session:

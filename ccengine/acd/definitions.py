@@ -225,6 +225,22 @@ class OverflowRule(_Model):
         return self
 
 
+class ClosedCallback(_Model):
+    """The terms of a callback promised while the queue is closed (``when_closed: callback``):
+    it is placed once the queue opens, within ``window`` of the request, at most ``attempts``
+    times, ``retry_after`` apart when the customer does not answer."""
+
+    window: Seconds = Duration(24 * 3600)
+    attempts: int = Field(default=3, ge=1, le=10)
+    retry_after: Seconds = Duration(600)
+
+    @model_validator(mode="after")
+    def _positive(self) -> ClosedCallback:
+        if self.window <= 0:
+            raise ValueError("'window' must be longer than 0 s")
+        return self
+
+
 class QueueDefinition(_Model):
     id: Identifier
     name: str | None = None
@@ -240,6 +256,7 @@ class QueueDefinition(_Model):
     overflow: list[OverflowRule] = Field(default_factory=list)
     hours: str | None = None
     when_closed: Literal["voicemail", "announcement", "callback"] = "announcement"
+    closed_callback: ClosedCallback = Field(default_factory=ClosedCallback)
     voicemail_max: Seconds = Duration(120)  # longest message a caller may leave
     # fail closed when a connected call cannot be recorded: end it with an apology, or hold
     # both parties on music until recording works again
@@ -590,6 +607,12 @@ def _cross_check(out: _Collected) -> QueueConfig | None:
         _check_skills(queue.required_skills, origin, ("required_skills",), known_skills, out)
         if queue.hours is not None and queue.hours not in known_calendars:
             out.issues.append(origin.issue(("hours",), f"unknown calendar '{queue.hours}'"))
+        if queue.when_closed == "callback" and queue.hours is None:
+            out.issues.append(origin.issue(("when_closed",), "'callback' needs 'hours': without a calendar "
+                                                             "the queue never closes, nor opens again"))
+        if "closed_callback" in queue.model_fields_set and queue.when_closed != "callback":
+            out.issues.append(origin.issue(("closed_callback",), "'closed_callback' is only used with "
+                                                                 f"when_closed 'callback', not '{queue.when_closed}'"))
         for index, rule in enumerate(queue.overflow):
             if rule.queue is not None and rule.queue not in known_queues:
                 out.issues.append(origin.issue(("overflow", index, "queue"),

@@ -81,6 +81,15 @@ class ContactState(Enum):
     CONNECTED = "connected"
 
 
+# module-level aliases: a global load is cheaper than an attribute of the enum class on the hot path
+_LOGGED_OUT, _NOT_READY, _READY, _WRAP_UP = (AgentState.LOGGED_OUT, AgentState.NOT_READY, AgentState.READY,
+                                             AgentState.WRAP_UP)
+_WAITING, _RESERVED, _CONNECTED = ContactState.WAITING, ContactState.RESERVED, ContactState.CONNECTED
+# a group's agent heaps sit in a list of three slots (None: no queue with that strategy uses the group)
+_STRATEGIES: tuple[StrategyName, ...] = ("longest_idle", "best_skill", "least_occupancy")
+_SLOT = {name: slot for slot, name in enumerate(_STRATEGIES)}
+
+
 @dataclass(frozen=True, slots=True)
 class QueuePolicy:
     """What the router needs from a queue definition."""
@@ -121,15 +130,15 @@ class Reservation(NamedTuple):
 
 class _Agent:
     __slots__ = ("active", "active_channel", "busy_seconds", "busy_since", "capacity", "channels",
-                 "group_set", "groups", "id", "idle_since", "indexed", "reason", "reservation", "skills",
-                 "state", "version")
+                 "group_set", "groups", "groups_on", "id", "idle_since", "indexed", "reason", "reservation",
+                 "skills", "state", "version")
 
     def __init__(self, agent_id: str, skills: Mapping[str, int], capacity: Mapping[str, int]):
         self.id = agent_id
         self.skills = dict(skills)
         self.capacity = dict(capacity)
         self.channels = tuple(ch for ch, cap in self.capacity.items() if cap > 0)
-        self.state = AgentState.LOGGED_OUT
+        self.state = _LOGGED_OUT
         self.reason = ""
         self.version = 0
         self.idle_since = 0.0
@@ -139,12 +148,13 @@ class _Agent:
         self.active_channel: str | None = None
         self.reservation: Reservation | None = None
         self.groups: list[_Group] = []
+        self.groups_on: dict[str, list[_Group]] = {}  # the same groups by channel, for the hot loops
         self.group_set: set[_Group] = set()
         self.indexed: list[_Group] = []  # groups counting this agent as available (current version)
 
     def available(self, channel: str) -> bool:
         """May be offered one more contact on ``channel`` right now."""
-        if self.state is not AgentState.READY or self.reservation is not None:
+        if self.state is not _READY or self.reservation is not None:
             return False
         cap = self.capacity.get(channel, 0)
         if not self.active:
@@ -153,7 +163,7 @@ class _Agent:
 
     def open_channels(self) -> tuple[str, ...]:
         """Channels on which the agent may be offered a contact right now."""
-        if self.state is not AgentState.READY or self.reservation is not None:
+        if self.state is not _READY or self.reservation is not None:
             return ()
         if not self.active:
             return self.channels
@@ -167,16 +177,17 @@ class _Agent:
 
 
 class _Contact:
-    __slots__ = ("affinity_window", "channel", "enqueued_at", "group", "id", "last_agent", "last_agent_at",
-                 "priority", "queue_id", "rate", "seq", "signature", "state", "static_key", "strategy",
-                 "version")
+    __slots__ = ("affinity_window", "channel", "enqueued_at", "group", "id", "lane", "last_agent",
+                 "last_agent_at", "priority", "queue_id", "rate", "seq", "signature", "slot", "state",
+                 "static_key", "version")
 
     def __init__(self, contact_id: str, queue: QueuePolicy, signature: Signature, priority: int,
-                 now: float, seq: int, last_agent: str | None, last_agent_at: float | None):
+                 now: float, seq: int, last_agent: str | None, last_agent_at: float | None,
+                 group: _Group | None = None):
         self.id = contact_id
         self.queue_id = queue.id
         self.channel = queue.channel
-        self.strategy = queue.strategy
+        self.slot = _SLOT[queue.strategy]
         self.rate = queue.aging_per_second
         self.affinity_window = queue.affinity_window
         self.signature = signature
@@ -186,9 +197,10 @@ class _Contact:
         self.static_key = priority - self.rate * now
         self.last_agent = last_agent
         self.last_agent_at = last_agent_at
-        self.state = ContactState.WAITING
+        self.state = _WAITING
         self.version = 0
-        self.group: _Group | None = None
+        self.group = group
+        self.lane: _Lane | None = None  # set when indexed
 
     def rank(self, now: float) -> Rank:
         """Smaller is served first (see module docstring)."""
@@ -202,9 +214,10 @@ class _Contact:
 class _Lane:
     """Waiting contacts of one group that age at one rate, as a heap."""
 
-    __slots__ = ("count", "heap", "rate")
+    __slots__ = ("count", "group", "heap", "rate")
 
-    def __init__(self, rate: float):
+    def __init__(self, group: _Group, rate: float):
+        self.group = group
         self.rate = rate
         self.heap: list[ContactEntry] = []
         self.count = 0  # live entries
@@ -219,7 +232,7 @@ class _Group:
         self.signature = signature
         self.members: set[str] = set()
         self.scores: dict[str, float] = {}  # best_skill key: minus the sum of levels
-        self.agent_heaps: dict[str, list[AgentEntry]] = {}
+        self.agent_heaps: list[list[AgentEntry] | None] = [None, None, None]  # by strategy slot
         self.lanes: list[_Lane] = []
         self.lanes_by_rate: dict[float, _Lane] = {}
         self.total = 0  # live contacts, all rates
@@ -255,7 +268,7 @@ class Router:
         self._groups_by_skill: dict[str, list[_Group]] = {}
         self._group_memo: dict[tuple[Any, ...], _Group] = {}  # (channel, *skill items as given) -> group
         # housekeeping deferred out of decisions (see ``maintain``)
-        self._bloated_agent_heaps: set[tuple[_Group, str]] = set()
+        self._bloated_agent_heaps: set[tuple[_Group, int]] = set()  # (group, strategy slot)
         self._bloated_lanes: set[_Lane] = set()
         self._garbage: list[list[Any]] = []
         self._skillless_groups: list[_Group] = []
@@ -297,15 +310,15 @@ class Router:
 
     def remove_agent(self, agent_id: str) -> None:
         agent = self._agent(agent_id)
-        if agent.state is not AgentState.LOGGED_OUT:
+        if agent.state is not _LOGGED_OUT:
             raise RoutingError(f"agent {agent_id} must be logged out first")
         self._detach(agent)
         del self._agents[agent_id]
 
     def login(self, agent_id: str, now: float) -> None:
         agent = self._agent(agent_id)
-        if agent.state is AgentState.LOGGED_OUT:
-            agent.state = AgentState.NOT_READY
+        if agent.state is _LOGGED_OUT:
+            agent.state = _NOT_READY
             agent.reason = "login"
 
     def logout(self, agent_id: str, now: float) -> None:
@@ -313,19 +326,19 @@ class Router:
         if agent.active or agent.reservation is not None:
             raise RoutingError(f"agent {agent_id} is busy or reserved")
         self._close_busy(agent, now)
-        agent.state = AgentState.LOGGED_OUT
+        agent.state = _LOGGED_OUT
         self._agent_changed(agent, now)
 
     def set_ready(self, agent_id: str, now: float) -> Reservation | None:
         """Agent ready (or wrap-up over): offer the best waiting contact, if any."""
-        agent = self._agent(agent_id)
-        if agent.state is AgentState.LOGGED_OUT:
+        agent = self._agents.get(agent_id) or self._agent(agent_id)
+        if agent.state is _LOGGED_OUT:
             raise RoutingError(f"agent {agent_id} is logged out")
-        if agent.state is AgentState.READY:
+        if agent.state is _READY:
             return None
-        if agent.state is AgentState.WRAP_UP:
+        if agent.state is _WRAP_UP:
             self._close_busy(agent, now)
-        agent.state = AgentState.READY
+        agent.state = _READY
         agent.reason = ""
         if not agent.active:
             agent.idle_since = now
@@ -334,11 +347,11 @@ class Router:
     def set_not_ready(self, agent_id: str, now: float, reason: str = "") -> None:
         """Stop offers; a call in progress or a pending reservation continues."""
         agent = self._agent(agent_id)
-        if agent.state is AgentState.LOGGED_OUT:
+        if agent.state is _LOGGED_OUT:
             raise RoutingError(f"agent {agent_id} is logged out")
-        if agent.state is AgentState.WRAP_UP:
+        if agent.state is _WRAP_UP:
             self._close_busy(agent, now)
-        agent.state = AgentState.NOT_READY
+        agent.state = _NOT_READY
         agent.reason = reason
         self._agent_changed(agent, now)
 
@@ -360,14 +373,14 @@ class Router:
 
         ``priority`` and ``skills`` default to the queue's; pass the result of
         the customer rules (``QueueConfig.needs``) to override them."""
-        if contact_id in self._contacts:
+        contacts = self._contacts
+        if contact_id in contacts:
             raise RoutingError(f"contact {contact_id} already exists")
-        queue = self._queue(queue_id)
+        queue = self._queues.get(queue_id) or self._queue(queue_id)
         group = self._group_of(queue.channel, skills if skills is not None else queue.required_skills)
-        contact = _Contact(contact_id, queue, group.signature, queue.priority if priority is None else priority,
-                           now, next(self._seq), last_agent, last_agent_at)
-        contact.group = group
-        self._contacts[contact_id] = contact
+        contact = contacts[contact_id] = _Contact(
+            contact_id, queue, group.signature, queue.priority if priority is None else priority, now,
+            next(self._seq), last_agent, last_agent_at, group)
         return self._contact_waiting(contact_id, contact, now)
 
     def move_contact(self, contact_id: str, queue_id: str, now: float, *,
@@ -376,7 +389,7 @@ class Router:
         """Overflow a waiting contact to another queue; it keeps its arrival
         time (so aging continues) but takes the new queue's terms."""
         contact = self._contact(contact_id)
-        if contact.state is not ContactState.WAITING:
+        if contact.state is not _WAITING:
             raise RoutingError(f"contact {contact_id} is not waiting")
         self._unqueue(contact_id, contact)
         queue = self._queue(queue_id)
@@ -390,10 +403,10 @@ class Router:
     def abandon(self, contact_id: str, now: float) -> Reservation | None:
         """The caller hung up (or took the callback offer) before an agent answered."""
         contact = self._contact(contact_id)
-        if contact.state is ContactState.CONNECTED:
+        if contact.state is _CONNECTED:
             raise RoutingError(f"contact {contact_id} is connected; use finish()")
         offer = None
-        if contact.state is ContactState.RESERVED:
+        if contact.state is _RESERVED:
             reservation = next(r for r in self._reservations.values() if r.contact_id == contact_id)
             del self._reservations[reservation.id]
             agent = self._agents[reservation.agent_id]
@@ -410,7 +423,7 @@ class Router:
         """Directed routing (e.g. supervisor pick): reserve a specific pair."""
         contact = self._contact(contact_id)
         agent = self._agent(agent_id)
-        if contact.state is not ContactState.WAITING:
+        if contact.state is not _WAITING:
             raise RoutingError(f"contact {contact_id} is not waiting")
         if not agent.available(contact.channel) or not agent.qualified(contact.channel, contact.signature):
             raise RoutingError(f"agent {agent_id} cannot take contact {contact_id} now")
@@ -420,11 +433,10 @@ class Router:
     def confirm(self, reservation_id: int, now: float) -> Reservation | None:
         """The agent answered: the contact is connected and leaves the queue.
         An agent with spare capacity (e.g. chat) may get its next offer."""
-        reservation = self._reservation(reservation_id)
-        del self._reservations[reservation_id]
+        reservation = self._reservations.pop(reservation_id, None) or self._reservation(reservation_id)
         agent = self._agents[reservation.agent_id]
         contact = self._contacts[reservation.contact_id]
-        contact.state = ContactState.CONNECTED
+        contact.state = _CONNECTED
         agent.reservation = None
         if not agent.active:
             agent.active_channel = contact.channel
@@ -444,7 +456,7 @@ class Router:
         agent.reservation = None
         contact_id = reservation.contact_id
         if rona:
-            agent.state = AgentState.NOT_READY
+            agent.state = _NOT_READY
             agent.reason = "RONA"
             self._agent_changed(agent, now)
             offer = self._contact_waiting(contact_id, contact, now)
@@ -452,7 +464,7 @@ class Router:
         # back in line first, so the agent chooses among all waiting contacts
         self._enqueue(contact_id, contact)
         offers = [o for o in (self._agent_changed(agent, now),) if o is not None]
-        if contact.state is ContactState.WAITING:
+        if contact.state is _WAITING:
             other = self._best_agent_for(contact, now)
             if other is not None:
                 self._unqueue(contact_id, contact)
@@ -462,7 +474,7 @@ class Router:
     def finish(self, agent_id: str, contact_id: str, now: float) -> Reservation | None:
         """The contact ended. With the queue's wrap-up > 0 the agent enters
         wrap-up (call ``set_ready`` when it ends); otherwise it may get an offer."""
-        agent = self._agent(agent_id)
+        agent = self._agents.get(agent_id) or self._agent(agent_id)
         queue_id = agent.active.pop(contact_id, None)
         if queue_id is None:
             raise RoutingError(f"agent {agent_id} is not handling contact {contact_id}")
@@ -470,10 +482,11 @@ class Router:
         if not agent.active:
             agent.active_channel = None
             queue = self._queues.get(queue_id)
-            if queue is not None and queue.wrap_up > 0 and agent.state is AgentState.READY:
-                agent.state = AgentState.WRAP_UP
+            if queue is not None and queue.wrap_up > 0 and agent.state is _READY:
+                agent.state = _WRAP_UP
             else:
-                self._close_busy(agent, now)
+                if agent.busy_since is not None:
+                    self._close_busy(agent, now)
                 agent.idle_since = now
         return self._agent_changed(agent, now)
 
@@ -518,10 +531,10 @@ class Router:
         nobody calls this."""
         freed = sum(len(old) for old in self._garbage)
         self._garbage.clear()
-        for group, strategy in self._bloated_agent_heaps:
-            heap = group.agent_heaps.get(strategy)
+        for group, slot in self._bloated_agent_heaps:
+            heap = group.agent_heaps[slot]
             if heap is not None:
-                freed += self._compact_agents(group, strategy, heap)
+                freed += self._compact_agents(group, slot, heap)
         self._bloated_agent_heaps.clear()
         for lane in self._bloated_lanes:
             freed += self._compact_lane(lane)
@@ -602,6 +615,7 @@ class Router:
         group.members.add(agent.id)
         group.scores[agent.id] = _agent_key(agent, group.signature, "best_skill")
         agent.groups.append(group)
+        agent.groups_on.setdefault(group.channel, []).append(group)
         agent.group_set.add(group)
 
     def _attach(self, agent: _Agent) -> None:
@@ -622,6 +636,7 @@ class Router:
             group.members.discard(agent.id)
             group.scores.pop(agent.id, None)
         agent.groups = []
+        agent.groups_on = {}
         agent.group_set = set()
         agent.version += 1
 
@@ -630,13 +645,12 @@ class Router:
         agent.version += 1
         if agent.indexed:
             self._unindex_agent(agent)
-        if agent.state is not AgentState.READY or agent.reservation is not None:
-            return None
-        if agent.active and len(agent.active) >= agent.capacity.get(agent.active_channel or "", 0):
-            return None  # on a call: fully occupied
-        found = self._best_contact_for(agent, now)
+        channels = agent.open_channels()
+        if not channels:
+            return None  # not ready, reserved, or fully occupied
+        found = self._best_contact_for(agent, now, channels)
         if found is None:
-            self._index_agent(agent)
+            self._index_agent(agent, channels)
             return None
         contact_id, contact = found
         self._unqueue(contact_id, contact)
@@ -651,9 +665,9 @@ class Router:
         return None
 
     def _enqueue(self, contact_id: str, contact: _Contact) -> None:
-        contact.state = ContactState.WAITING
+        contact.state = _WAITING
         contact.version += 1
-        self._waiting_by_queue.setdefault(contact.queue_id, set()).add(contact_id)
+        self._waiting_by_queue[contact.queue_id].add(contact_id)  # created with the queue
         if contact.last_agent is not None and contact.affinity_window > 0:
             self._affine.setdefault(contact.last_agent, set()).add(contact_id)
         self._index_contact(contact_id, contact)
@@ -663,14 +677,13 @@ class Router:
         self._waiting_by_queue[contact.queue_id].discard(contact_id)
         if contact.last_agent is not None:
             self._forget_affinity(contact.last_agent, contact_id)
-        group = contact.group
-        if group is not None:
-            lane = group.lanes_by_rate[contact.rate]
+        lane = contact.lane
+        if lane is not None:
             lane.count -= 1
             if not lane.count and lane.heap:
                 self._garbage.append(lane.heap)  # only stale entries remain; maintain() frees them
                 lane.heap = []
-            group.total -= 1
+            lane.group.total -= 1
 
     def _forget_affinity(self, agent_id: str, contact_id: str) -> None:
         affine = self._affine.get(agent_id)
@@ -684,7 +697,7 @@ class Router:
         reservation: Reservation = _tuple_new(
             Reservation, (next(self._reservation_ids), contact_id, agent.id, contact.queue_id, now))
         self._reservations[reservation.id] = reservation
-        contact.state = ContactState.RESERVED
+        contact.state = _RESERVED
         contact.version += 1
         agent.reservation = reservation
         agent.version += 1
@@ -729,44 +742,50 @@ class Router:
             group.available -= 1
             if not group.available:
                 heaps = group.agent_heaps
-                for strategy, heap in heaps.items():
+                for slot in (0, 1, 2):
+                    heap = heaps[slot]
                     if heap:
                         self._garbage.append(heap)  # freed by maintain(), not inside this decision
-                        heaps[strategy] = []
+                        heaps[slot] = []
         agent.indexed = []
 
-    def _index_agent(self, agent: _Agent) -> None:
-        channels = agent.open_channels()
-        if not channels:
-            return
-        idle, agent_id, version, busy = agent.idle_since, agent.id, agent.version, agent.busy_seconds
+    def _index_agent(self, agent: _Agent, channels: tuple[str, ...]) -> None:
+        """Make the agent, available on ``channels``, findable by new contacts."""
+        idle, agent_id, version = agent.idle_since, agent.id, agent.version
         push = heapq.heappush
         indexed = agent.indexed
-        for group in agent.groups:
-            if group.channel not in channels:
-                continue
-            group.available += 1
-            indexed.append(group)
-            for strategy, heap in group.agent_heaps.items():
-                if strategy == "longest_idle":
-                    key = 0.0
-                elif strategy == "best_skill":
-                    key = group.scores[agent_id]
-                else:
-                    key = busy
-                push(heap, (key, idle, agent_id, version))
-                size, live = len(heap), group.available
-                if size > 2 * live + 16:
-                    if size > 8 * live + 1024:
-                        self._compact_agents(group, strategy, heap)
-                    else:
-                        self._bloated_agent_heaps.add((group, strategy))
+        groups_on = agent.groups_on
+        for channel in channels:
+            for group in groups_on.get(channel, ()):
+                live = group.available = group.available + 1
+                indexed.append(group)
+                # unrolled over the three strategy slots: most groups serve one strategy
+                idle_heap, skill_heap, occupancy_heap = group.agent_heaps
+                if idle_heap is not None:
+                    push(idle_heap, (0.0, idle, agent_id, version))
+                    if len(idle_heap) > 2 * live + 16:
+                        self._bloated(group, 0, idle_heap)
+                if skill_heap is not None:
+                    push(skill_heap, (group.scores[agent_id], idle, agent_id, version))
+                    if len(skill_heap) > 2 * live + 16:
+                        self._bloated(group, 1, skill_heap)
+                if occupancy_heap is not None:
+                    push(occupancy_heap, (agent.busy_seconds, idle, agent_id, version))
+                    if len(occupancy_heap) > 2 * live + 16:
+                        self._bloated(group, 2, occupancy_heap)
 
-    def _compact_agents(self, group: _Group, strategy: str, heap: list[AgentEntry]) -> int:
+    def _bloated(self, group: _Group, slot: int, heap: list[AgentEntry]) -> None:
+        """Mostly stale entries: note the heap for ``maintain``, or sweep it now past the hard bound."""
+        if len(heap) > 8 * group.available + 1024:
+            self._compact_agents(group, slot, heap)
+        else:
+            self._bloated_agent_heaps.add((group, slot))
+
+    def _compact_agents(self, group: _Group, slot: int, heap: list[AgentEntry]) -> int:
         agents = self._agents
         live = [e for e in heap if (a := agents.get(e[2])) is not None and a.version == e[3]]
         heapq.heapify(live)
-        group.agent_heaps[strategy] = live
+        group.agent_heaps[slot] = live
         return len(heap) - len(live)
 
     def _compact_lane(self, lane: _Lane) -> int:
@@ -781,10 +800,12 @@ class Router:
         group = contact.group
         if group is None:
             group = contact.group = self._group(contact.channel, contact.signature)
-        lane = group.lanes_by_rate.get(contact.rate)
+        lane = contact.lane
         if lane is None:
-            lane = group.lanes_by_rate[contact.rate] = _Lane(contact.rate)
-            group.lanes.append(lane)
+            lane = contact.lane = group.lanes_by_rate.get(contact.rate)
+            if lane is None:
+                lane = contact.lane = group.lanes_by_rate[contact.rate] = _Lane(group, contact.rate)
+                group.lanes.append(lane)
         heap = lane.heap
         heapq.heappush(heap, (-contact.static_key, contact.enqueued_at, contact.seq, contact.version,
                               contact_id))
@@ -797,26 +818,28 @@ class Router:
             else:
                 self._bloated_lanes.add(lane)
 
-    def _agent_heap(self, group: _Group, strategy: str) -> list[AgentEntry]:
-        heap = group.agent_heaps.get(strategy)
+    def _agent_heap(self, group: _Group, slot: int) -> list[AgentEntry]:
+        heap = group.agent_heaps[slot]
         if heap is None:  # first queue with this strategy on this signature
             agents = self._agents
+            strategy = _STRATEGIES[slot]
             heap = [(_agent_key(a, group.signature, strategy), a.idle_since, a.id, a.version)
                     for a in (agents[i] for i in group.members) if a.available(group.channel)]
             heapq.heapify(heap)
-            group.agent_heaps[strategy] = heap
+            group.agent_heaps[slot] = heap
         return heap
 
     def _best_agent_for(self, contact: _Contact, now: float) -> _Agent | None:
-        affine = self._affine_agent(contact, now)
-        if affine is not None:
-            return affine
+        if contact.last_agent is not None:
+            affine = self._affine_agent(contact, now)
+            if affine is not None:
+                return affine
         group = contact.group
         if group is None:
             group = contact.group = self._group(contact.channel, contact.signature)
         if not group.available:
             return None
-        heap = self._agent_heap(group, contact.strategy)
+        heap = group.agent_heaps[contact.slot] or self._agent_heap(group, contact.slot)
         pop = heapq.heappop
         agents = self._agents
         while heap:
@@ -827,18 +850,21 @@ class Router:
             pop(heap)
         return None
 
-    def _best_contact_for(self, agent: _Agent, now: float) -> tuple[str, _Contact] | None:
+    def _best_contact_for(self, agent: _Agent, now: float,
+                          channels: tuple[str, ...]) -> tuple[str, _Contact] | None:
         if agent.id in self._affine:
             affine = self._affine_contact(agent, now)
             if affine is not None:
                 return affine
-        channels = agent.open_channels()
         best: ContactEntry | None = None
         best_score = 0.0
         pop = heapq.heappop
         contacts = self._contacts
-        for group in agent.groups:
-            if not group.total or group.channel not in channels:
+        groups_on = agent.groups_on
+        groups = (groups_on.get(channels[0], ()) if len(channels) == 1
+                  else [g for channel in channels for g in groups_on.get(channel, ())])
+        for group in groups:
+            if not group.total:
                 continue
             for lane in group.lanes:
                 if not lane.count:
@@ -863,7 +889,7 @@ class LinearScanRouter(Router):
     It is the executable specification the property tests compare the indexed
     router with, and the baseline of ``bench/routing.py``."""
 
-    def _index_agent(self, agent: _Agent) -> None:
+    def _index_agent(self, agent: _Agent, channels: tuple[str, ...]) -> None:
         pass
 
     def _index_contact(self, contact_id: str, contact: _Contact) -> None:
@@ -883,12 +909,13 @@ class LinearScanRouter(Router):
         best_key: tuple[float, float, str] | None = None
         for agent in self._agents.values():
             if agent.available(contact.channel) and agent.qualified(contact.channel, contact.signature):
-                key = (_agent_key(agent, contact.signature, contact.strategy), agent.idle_since, agent.id)
+                key = (_agent_key(agent, contact.signature, _STRATEGIES[contact.slot]), agent.idle_since, agent.id)
                 if best_key is None or key < best_key:
                     best, best_key = agent, key
         return best
 
-    def _best_contact_for(self, agent: _Agent, now: float) -> tuple[str, _Contact] | None:
+    def _best_contact_for(self, agent: _Agent, now: float,
+                          channels: tuple[str, ...]) -> tuple[str, _Contact] | None:
         affine = self._affine_contact(agent, now)
         if affine is not None:
             return affine

@@ -11,12 +11,21 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Literal
+from datetime import UTC, datetime
+from typing import Any, Literal
 
-from ..core.events import AgentStateChanged, CallOverflowed, Event
+from ..core.events import (
+    AgentStateChanged,
+    CallbackAttempted,
+    CallbackFinished,
+    CallbackScheduled,
+    CallOverflowed,
+    Event,
+)
+from .callbacks import CallbackBook, PendingCallback
 from .definitions import ContactNeeds, Customer, QueueConfig
 from .router import AgentState, ContactState, Reservation, Router, RoutingError
 from .router import QueuePolicy as Policy
@@ -29,6 +38,7 @@ OfferCallback = Callable[[str], None]  # call id
 Expire = Callable[[str], None]  # call id: waited past the queue's max_wait, end the call
 MessageReason = Literal["overflow", "max_wait", "closed", "ivr"]
 TakeMessage = Callable[[str, MessageReason], None]  # call id, why: send the caller to voicemail
+DialCallback = Callable[[PendingCallback, str], None]  # a scheduled callback, the attempt's call id
 
 
 @dataclass
@@ -59,11 +69,13 @@ class AgentView:
 
 class Acd:
     def __init__(self, config: QueueConfig, publish: Callable[[Event], None], *,
-                 rona_pause: float | None = 10.0, clock: Callable[[], float] = time.monotonic):
+                 rona_pause: float | None = 10.0, clock: Callable[[], float] = time.monotonic,
+                 wall: Callable[[], datetime] = lambda: datetime.now(UTC)):
         self.config = config
         self._publish = publish
         self.rona_pause = rona_pause
         self.clock = clock
+        self.wall = wall  # callbacks promised while closed are kept in wall-clock time (they outlive the process)
         self.router = Router()
         self.agents: dict[str, AgentView] = {}
         self.waiting: dict[str, Waiting] = {}
@@ -72,6 +84,8 @@ class Acd:
         self.offer_callback: OfferCallback = lambda _c: None
         self.expire: Expire = lambda _c: None
         self.take_message: TakeMessage = lambda _c, _r: None
+        self.dial_callback: DialCallback | None = None  # set by the application that can place calls
+        self.callbacks = CallbackBook()
         self._last_agent: dict[str, tuple[str, float]] = {}  # caller → (agent, monotonic time)
         self._caller_of: dict[str, str] = {}  # call id → caller, for affinity
         self._timers: dict[str, asyncio.TimerHandle] = {}
@@ -252,6 +266,51 @@ class Acd:
         order = self.router.waiting_order(waiting.queue_id, self.clock())
         return order.index(call_id) + 1 if call_id in order else 0
 
+    # -- callbacks promised while the queue is closed ------------------------------------------
+    def schedule_callback(self, call_id: str, queue_id: str, number: str) -> PendingCallback:
+        """The caller found ``queue_id`` closed and asked to be called back once it opens."""
+        terms = self.config.queues[queue_id].closed_callback
+        now = self.wall()
+        callback = self.callbacks.schedule(call_id, queue_id, number, now, window=terms.window,
+                                           attempts=terms.attempts, retry_seconds=terms.retry_after)
+        self._publish(Event.of(CallbackScheduled(queue=queue_id, number=number, expires_at=callback.expires_at,
+                                                 attempts=callback.attempts, retry_seconds=callback.retry_seconds),
+                               call_id=call_id, queue=queue_id, occurred_at=now))
+        return callback
+
+    def replay_callback(self, event_type: str, occurred_at: datetime, call_id: str | None,
+                        data: dict[str, Any]) -> None:
+        """Rebuild pending callbacks from the stored events at start (oldest first)."""
+        self.callbacks.replay(event_type, occurred_at, call_id, data)
+
+    def callback_attempt_over(self, callback_id: str, connected: bool) -> None:
+        """The attempt's call was connected, or ended without reaching the customer."""
+        callback = self.callbacks.pending.get(callback_id)
+        outcome = self.callbacks.attempt_over(callback_id, connected, self.wall())
+        if callback is not None and outcome is not None:
+            self._settle(callback, outcome)
+
+    def _settle(self, callback: PendingCallback, outcome: Literal["connected", "exhausted", "expired"]) -> None:
+        self.callbacks.settle(callback.id)
+        self._publish(Event.of(CallbackFinished(outcome=outcome, attempts=callback.made), call_id=callback.id,
+                               queue=callback.queue_id, occurred_at=self.wall()))
+
+    def _due_callbacks(self) -> None:
+        """Dial the callbacks whose queue is open and whose retry delay has passed."""
+        if self.dial_callback is None:
+            return
+        now = self.wall()
+        dial, settled = self.callbacks.due(now, lambda queue_id: queue_id in self.config.queues
+                                           and self.is_open(queue_id, now))
+        for callback, outcome in settled:
+            self._settle(callback, outcome)
+        for callback in dial:
+            call_id = str(uuid.uuid4())
+            attempt = self.callbacks.started(callback.id, call_id)
+            self._publish(Event.of(CallbackAttempted(callback_id=callback.id, attempt=attempt), call_id=call_id,
+                                   queue=callback.queue_id, occurred_at=now))
+            self.dial_callback(callback, call_id)
+
     def keep_place_for_callback(self, call_id: str) -> None:
         """The caller accepted a callback: their place is kept, announcements stop."""
         waiting = self.waiting.get(call_id)
@@ -346,8 +405,8 @@ class Acd:
 
     # -- time-driven rules ---------------------------------------------------------------------
     def tick(self) -> None:
-        """Apply overflow rules and due announcements, then the router's
-        housekeeping; call about once a second."""
+        """Apply overflow rules and due announcements, dial due callbacks, then the
+        router's housekeeping; call about once a second."""
         now = self.clock()
         for waiting in list(self.waiting.values()):
             state = self.router.contact_state(waiting.call_id)
@@ -363,6 +422,7 @@ class Acd:
                 waiting.next_announcement = now + queue.announcements.repeat_every
                 self.announce(waiting.call_id, self.position(waiting.call_id),
                               self.estimated_wait(waiting.call_id))
+        self._due_callbacks()
         self.router.maintain()  # sweep the routing indexes here, between decisions
 
     def _max_wait(self, waiting: Waiting, now: float) -> bool:

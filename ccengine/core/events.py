@@ -183,6 +183,37 @@ class CallCallbackDialed(Payload):
     channel_id: str
 
 
+class CallbackScheduled(Payload):
+    """A caller who found the queue closed asked to be called back once it opens. The envelope's
+    ``call_id`` is that call, and the callback's id. The terms are the queue's at request time."""
+
+    TYPE = "callback.scheduled"
+    queue: str
+    number: str
+    expires_at: datetime
+    attempts: int
+    retry_seconds: float
+
+
+class CallbackAttempted(Payload):
+    """The queue is open: the scheduled callback waits for an agent as a new call (the envelope's
+    ``call_id``); the customer is dialed once the agent answers."""
+
+    TYPE = "callback.attempted"
+    callback_id: str
+    attempt: int
+
+
+class CallbackFinished(Payload):
+    """The scheduled callback is settled: ``connected`` (customer and agent talk), ``exhausted``
+    (every attempt failed) or ``expired`` (its window closed first). The envelope's ``call_id`` is
+    the callback's id."""
+
+    TYPE = "callback.finished"
+    outcome: Literal["connected", "exhausted", "expired"]
+    attempts: int
+
+
 class CallAgentOffered(Payload):
     """An agent's phone is being rung for this call."""
 
@@ -358,7 +389,8 @@ PAYLOADS: dict[str, type[Payload]] = {
     cls.TYPE: cls
     for cls in (CallOffered, CallMenuSelected, CallIvrStarted, CallIvrStep, CallSecureInput, CallIvrFinished,
                 CallQueued, CallOverflowed, CallAnnounced, CallCallbackRequested,
-                CallCallbackDialed, CallVoicemailLeft, CallAgentOffered,
+                CallCallbackDialed, CallbackScheduled, CallbackAttempted, CallbackFinished, CallVoicemailLeft,
+                CallAgentOffered,
                 CallAgentNoAnswer, CallAnswered, CallBridged, CallRecordingStarted, CallRecordingStopped,
                 CallRecordingSealed, RecordingTamperAttempt, RecordingFailed, RecordingResumed, CallEnded,
                 AgentStateChanged, EnginePbxLink, EngineResynced,

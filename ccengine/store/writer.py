@@ -193,6 +193,12 @@ def queue_log_entry(session: Session, e: Event) -> dict[str, object] | None:
         row.queue = row.queue or call.queue
     elif e.type == "agent.state_changed":
         row.verb, row.detail = "AGENT_" + d["state"].upper(), d.get("reason", "")[:128]
+    elif e.type == "callback.scheduled":
+        row.verb, row.detail = "CALLBACK_SCHEDULED", f"until {d['expires_at']}, {d['attempts']} attempts"
+    elif e.type == "callback.attempted":
+        row.verb, row.detail = "CALLBACK_ATTEMPT", f"attempt {d['attempt']} of {d['callback_id']}"
+    elif e.type == "callback.finished":
+        row.verb, row.detail = "CALLBACK_" + d["outcome"].upper(), f"after {d['attempts']} attempts"
     else:
         return None
     return row.__dict__ if row.verb else None

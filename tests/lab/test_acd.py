@@ -265,3 +265,62 @@ agents:
     assert "ABANDON" not in verbs(engine, calls["5559103"].id)
     await asyncio.sleep(1)
     assert await pbx_channels(lab) == []
+
+
+async def test_callback_promised_while_closed_is_placed_once_the_queue_opens(  # type: ignore[no-untyped-def]
+        engine_factory, peer, lab):
+    today = datetime.now(UTC).date()
+    closed = HEADER + f"""
+  closed: {{timezone: UTC, open: {{mon-sun: ["00:00-24:00"]}},
+           holidays: [{{date: "{today}"}}, {{date: "{today + timedelta(days=1)}"}}]}}
+queues:
+  - id: general
+    required_skills: {{general: 1}}
+    hours: closed
+    when_closed: callback
+    closed_callback: {{window: 1h, attempts: 2, retry_after: 30s}}
+    announcements: {{position: false, estimated_wait: false}}
+agents:
+  - {{id: agent1, name: One, skills: {{general: 5}}}}
+"""
+    engine = engine_factory(queues=closed, menu={"1": "general"})
+    engine.start()
+    await peer.agent_talk_time(4, 4)
+    # the called-party plan answers this number after 1 s and talks 20 s
+    number = "1012059301"
+    await peer.call(Customer(number=number, digit="1", prompt_wait=0.5, patience=20, press="1", press_after=6))
+    await engine.wait_for(lambda: engine.count_events("callback.scheduled") == 1, 40, "callback promised")
+    await engine.wait_for(all_ended(engine, 1), 40, "the closed-hours call to end")
+    [request] = engine.calls()
+    assert request.disposition == "closed" and request.agent_id is None
+
+    # the promise survives a restart: it is rebuilt from the event log
+    engine.stop()
+    engine.start()
+    await asyncio.sleep(3)
+    assert engine.count_events("callback.attempted") == 0, "dialed while the queue is still closed"
+
+    engine.queues_file.write_text(closed.replace("hours: closed", "hours: always"))
+    result = subprocess.run([sys.executable, "-m", "ccengine.cli.main", "-c", str(engine.config),
+                             "queues", "reload"], capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    await engine.wait_for(lambda: engine.count_events("callback.finished") == 1, 60, "callback connected")
+    await engine.wait_for(all_ended(engine, 2), 60, "the callback call to end")
+
+    _, attempt = engine.calls()
+    assert attempt.caller_number == number and attempt.agent_id == "agent1"
+    assert attempt.disposition == "completed" and attempt.answered_at is not None
+    [scheduled] = engine.events("callback.scheduled")
+    assert scheduled.call_id == request.id and scheduled.data["number"] == number
+    assert scheduled.data["attempts"] == 2 and scheduled.data["retry_seconds"] == 30
+    [attempted] = engine.events("callback.attempted")
+    assert attempted.call_id == attempt.id and attempted.data == {"callback_id": request.id, "attempt": 1}
+    [finished] = engine.events("callback.finished")
+    assert finished.call_id == request.id and finished.data == {"outcome": "connected", "attempts": 1}
+    [dialed] = engine.events("call.callback_dialed")
+    assert dialed.call_id == attempt.id
+    assert verbs(engine, request.id) == ["CALLBACK_SCHEDULED", "CALLBACK_CONNECTED"]
+    steps = verbs(engine, attempt.id)
+    assert steps[0] == "CALLBACK_ATTEMPT" and "CONNECT" in steps and "ABANDON" not in steps, steps
+    await asyncio.sleep(1)
+    assert await pbx_channels(lab) == []

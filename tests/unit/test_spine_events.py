@@ -26,6 +26,9 @@ from ccengine.core.events import (
     CallAnalyticsSummary,
     CallAnnounced,
     CallAnswered,
+    CallbackAttempted,
+    CallbackFinished,
+    CallbackScheduled,
     CallBridged,
     CallCallbackDialed,
     CallCallbackRequested,
@@ -54,6 +57,10 @@ from ccengine.core.events import (
 
 SAMPLES: list[Payload] = [
     CallOffered(caller_number="+441632960001", caller_name="Ada", dialed="8000", channel_id="1716.1"),
+    CallbackScheduled(queue="cards", number="+441632960001", expires_at=datetime(2026, 11, 27, 9, tzinfo=UTC),
+                      attempts=3, retry_seconds=600.0),
+    CallbackAttempted(callback_id="c1", attempt=1),
+    CallbackFinished(outcome="connected", attempts=1),
     CallMenuSelected(digit="1", attempts=1),
     CallMenuSelected(digit="", attempts=2, fallback=True),
     CallIvrStarted(tree="lab-bank", tree_version="235b4f7ab024"),
