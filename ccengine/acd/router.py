@@ -61,7 +61,7 @@ Signature = tuple[tuple[str, int], ...]  # sorted (skill, minimum level)
 # dictionary look-up.
 AgentEntry = tuple[float, float, str, int]  # strategy key, idle since, agent id, version
 ContactEntry = tuple[float, float, int, int, str]  # -static key, enqueued at, seq, version, contact id
-Rank = tuple[float, float, float, int]
+Rank = tuple[float, float, int]
 
 
 class RoutingError(Exception):
@@ -204,7 +204,7 @@ class _Contact:
 
     def rank(self, now: float) -> Rank:
         """Smaller is served first (see module docstring)."""
-        return (-(self.static_key + self.rate * now), -self.static_key, self.enqueued_at, self.seq)
+        return (-(self.static_key + self.rate * now), self.enqueued_at, self.seq)
 
     def affine_to(self, agent_id: str, now: float) -> bool:
         return (self.last_agent == agent_id and self.last_agent_at is not None
@@ -876,9 +876,9 @@ class Router:
                     pop(heap)
                     entry = heap[0]
                     contact = contacts.get(entry[4])
-                # same order as _Contact.rank, without building the tuple
+                # same order as _Contact.rank (a tie goes to the earlier arrival), without building the tuple
                 score = entry[0] - lane.rate * now
-                if best is None or score < best_score or (score == best_score and entry < best):
+                if best is None or score < best_score or (score == best_score and entry[1:3] < best[1:3]):
                     best, best_score = entry, score
         return None if best is None else (best[4], contacts[best[4]])
 

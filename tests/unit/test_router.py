@@ -264,6 +264,22 @@ def test_aging_orders_by_effective_priority(contacts: list[tuple[int, int, int]]
     assert offer is not None and offer.contact_id == f"c{first}"
 
 
+@pytest.mark.parametrize("router_class", [Router, LinearScanRouter])
+def test_equal_effective_priority_goes_to_the_earlier_arrival(router_class: type[Router]) -> None:
+    """An aging contact that has just caught up with a higher static priority ties; the earlier arrival wins.
+
+    Hypothesis once found this against the old rank, which broke the tie on the static key first."""
+    router = router_class()
+    router.define_queue(QueuePolicy("aging", {"a": 1}, aging_per_second=1.0))
+    router.define_queue(QueuePolicy("flat", {"a": 1}))
+    router.add_agent("x", {"a": 1})
+    router.login("x", 0)
+    router.contact_arrives("early", "aging", 0.0, priority=0)  # effective 10 at t=10
+    router.contact_arrives("late", "flat", 5.0, priority=10)  # effective 10
+    offer = router.set_ready("x", 10.0)
+    assert offer is not None and offer.contact_id == "early"
+
+
 def test_aging_lets_an_old_low_priority_contact_overtake() -> None:
     router = Router()
     router.define_queue(QueuePolicy("slow", {"a": 1}, priority=0, aging_per_second=1.0))
