@@ -10,7 +10,7 @@ from typing import Any
 from aiohttp import web
 from sqlalchemy import Engine
 
-from ari_apps.inbound import CallSession
+from ari_apps.inbound import CallSession, InboundApp
 from ari_apps.supervision import Supervision
 
 from ..acd.service import Acd
@@ -43,6 +43,7 @@ class ApiContext:
     reasons: tuple[str, ...] = ("break",)
     supervision: Supervision | None = None  # listen / whisper / barge, when the engine runs
     live_call: Callable[[str], CallSession | None] | None = None  # call id → the engine's live call
+    inbound: Callable[[], InboundApp | None] = lambda: None  # the engine's inbound calls (transfers)
     keeping: Keeping | None = None  # legal holds, purge and erasure of sealed recordings
     users: UserStore = field(init=False)
     audit: AuditTrail = field(init=False)

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from . import events_http, keeping, ops, rest, wallboard
+from . import events_http, keeping, ops, rest, transfers, wallboard
 from .app import Route, make_app
 from .context import ApiContext
 from .stream import EventHub
@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
 
 def routes() -> list[Route]:
-    return [*rest.ROUTES, *events_http.ROUTES, *ops.ROUTES, *keeping.ROUTES, *wallboard.ROUTES]
+    return [*rest.ROUTES, *transfers.ROUTES, *events_http.ROUTES, *ops.ROUTES, *keeping.ROUTES, *wallboard.ROUTES]
 
 
 def build(ctx: ApiContext) -> web.Application:
@@ -69,7 +69,7 @@ async def start_for_engine(engine: Engine, settings: Settings) -> Callable[[], A
 
     ctx = ApiContext(settings.api, engine.db, hub, acd=engine.acd, pbx=engine.pbx,
                      reasons=settings.acd.not_ready_reasons, supervision=engine.supervision, live_call=live_call,
-                     keeping=engine.keeping)
+                     keeping=engine.keeping, inbound=lambda: engine.app)
     hub.last_seq = await asyncio.to_thread(last_seq, ctx)
     engine.writer.committed.append(hub.on_commit)
     runner = await serve(ctx, settings.http_port, settings.paths.state_dir)

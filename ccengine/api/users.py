@@ -157,6 +157,14 @@ class UserStore:
                 return None
             return Principal(user.username, user.role, user.agent_id, row.id)  # type: ignore[arg-type]
 
+    def principal(self, username: str) -> Principal | None:
+        """Who ``username`` is now (None if unknown or disabled): a deferred action acts with today's rights."""
+        with Session(self.db) as session:
+            user = session.scalar(select(UserRow).where(UserRow.username == username))
+            if user is None or user.disabled:
+                return None
+            return Principal(user.username, user.role, user.agent_id)  # type: ignore[arg-type]
+
     def login(self, username: str, password: str) -> LoginResult:
         """Password login issuing a session token; wrong passwords count towards a lockout."""
         now = datetime.now(UTC)
