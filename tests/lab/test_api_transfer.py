@@ -146,3 +146,43 @@ async def test_transfer_to_an_agent_then_high_value_to_a_queue(engine_factory, p
     assert ("desk1", "call.transfer", "denied") in actions
     assert ("floor", "approval.approve", "success") in actions
     assert ("desk2", "approval.execute", "success") in actions
+
+
+async def test_transfer_to_an_outside_number_falls_back_to_the_queue_when_unanswered(  # type: ignore[no-untyped-def]
+        engine_factory, peer, lab):
+    engine = engine_factory(agents=2, callback_ring_timeout=5)
+    engine.start()
+    users = UserStore(engine.db, LoginPolicy(5, 60.0))
+    users.add("floor", "supervisor")
+    token = users.create_token("floor")
+    base = f"https://127.0.0.1:{engine.settings.http_port}/api/v1"
+    trust = ssl.create_default_context(cafile=str(Path(engine.settings.paths.state_dir) / "tls" / "api.crt"))
+    await peer.agent_talk_time(120, 120)
+    await peer.call(Customer(number="5559702", digit="1", prompt_wait=1.0, patience=150))
+    await engine.wait_for(lambda: any(c.state == "talking" for c in engine.calls()), 40, "a connected call")
+    call = engine.calls()[0]
+    async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {token}"}) as http:
+        async def transfer(number: str) -> int:
+            async with http.post(f"{base}/calls/{call.id}/transfer", json={"kind": "number", "target": number},
+                                 ssl=trust) as resp:
+                return resp.status
+
+        # the lab's called party: first digit 2 = rings without answer; 1 = answers after 01 s, talks 08 s
+        assert await transfer("2010803001") == 202
+        await engine.wait_for(lambda: engine.count_events("call.transfer_failed") == 1, 30, "the transfer failing")
+        await engine.wait_for(lambda: engine.count_events("call.answered") == 2, 30,
+                              "the caller answered by an agent again, from the queue")
+        assert await transfer("1010803001") == 202
+        await engine.wait_for(lambda: engine.count_events("call.transfer_answered") == 1, 30, "the number answering")
+        await engine.wait_for(lambda: engine.calls()[0].state == "ended", 40, "the called party hanging up")
+        await engine.wait_for(lambda: engine.count_events("call.recording_stopped") == 1, 30, "the recording closed")
+    failed = engine.events("call.transfer_failed")[0].data
+    assert failed["kind"] == "number" and failed["fallback_queue"] == "general"
+    ended = engine.calls()[0]
+    assert ended.disposition == "transferred"
+    with Session(engine.db) as session:
+        outside = session.scalars(select(LegRow).where(LegRow.call_id == call.id, LegRow.role == "transfer")).all()
+        verbs = list(session.scalars(select(QueueLogRow.verb).where(QueueLogRow.call_id == call.id)))
+    assert len(outside) == 1 and outside[0].answered_at is not None and outside[0].ended_at is not None
+    assert verbs.count("BLINDTRANSFER") == 2 and "FAILED" not in verbs
+    assert engine.count_events("call.recording_started") == 1
