@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 from sqlalchemy import Engine
@@ -21,6 +21,9 @@ from .security import LoginPolicy, Principal, RateLimiter
 from .settings import ApiSettings
 from .stream import EventHub
 from .users import UserStore
+
+if TYPE_CHECKING:
+    from ..dialer.host import CampaignHost
 
 
 @dataclass
@@ -45,6 +48,7 @@ class ApiContext:
     live_call: Callable[[str], CallSession | None] | None = None  # call id → the engine's live call
     inbound: Callable[[], InboundApp | None] = lambda: None  # the engine's inbound calls (transfers)
     keeping: Keeping | None = None  # legal holds, purge and erasure of sealed recordings
+    campaigns: CampaignHost | None = None  # blended campaigns started through the API
     users: UserStore = field(init=False)
     audit: AuditTrail = field(init=False)
     limiter: RateLimiter = field(init=False)
