@@ -374,6 +374,7 @@ class InboundApp:
         self.by_channel.pop(agent_channel, None)  # its hang-up is ours, not the end of the call
         call.state, call.agent_id, call.agent_channel, call.bridge_id = "transferring", None, None, None
         call.agent_answered = call.agent_connected_at = None
+        call.callback = False  # a called-back caller is on the line now: the next agent is bridged to them
         self.acd.finished(agent_id, call.id, (now - since).total_seconds() if since else None)
         self.emit(CallTransferred(kind=kind, target=target, from_agent_id=agent_id, from_channel_id=agent_channel,
                                   requested_by=requested_by, approval_id=approval_id), call, agent_id=agent_id)
