@@ -148,7 +148,7 @@ async def user_change(request: web.Request) -> web.Response:
     changes = data.model_dump(exclude_none=True)
     if not changes:
         raise error(422, "nothing to change: give role, agent_id or disabled")
-    action = {True: "user.disable", False: "user.enable"}.get(data.disabled, "user.change")  # type: ignore[arg-type]
+    action = "user.change" if data.disabled is None else "user.disable" if data.disabled else "user.enable"
     try:
         changed = await asyncio.to_thread(ctx.users.change, who.username, username, **changes)
     except UserError as exc:
