@@ -27,7 +27,7 @@ from typing import Any
 
 from ccengine.acd.callbacks import PendingCallback
 from ccengine.acd.definitions import Customer
-from ccengine.acd.router import Reservation
+from ccengine.acd.router import Reservation, RoutingError
 from ccengine.acd.service import Acd, MessageReason
 from ccengine.config import FlowSettings
 from ccengine.core.bus import EventBus
@@ -45,6 +45,9 @@ from ccengine.core.events import (
     CallRecordingSealed,
     CallRecordingStarted,
     CallRecordingStopped,
+    CallTransferAnswered,
+    CallTransferFailed,
+    CallTransferred,
     CallVoicemailLeft,
     Direction,
     Event,
@@ -52,6 +55,7 @@ from ccengine.core.events import (
     RecordingFailed,
     RecordingResumed,
     RecordingTamperAttempt,
+    TransferKind,
 )
 from ccengine.ivr.connectors import Directory, NoDirectory
 from ccengine.ivr.interpreter import Callback, Hangup, Route, Terminal, Transfer, Voicemail, Walk, lookup
@@ -101,6 +105,7 @@ class CallSession:
     recording_held_since: float | None = None  # fail-closed hold: the parties are apart, on music
     recording_busy: bool = False  # a failure or a resume is being handled
     answered_at: datetime | None = None
+    agent_connected_at: datetime | None = None  # the current agent's part (a transfer starts a new one)
     task: asyncio.Task[None] | None = None
     digits: asyncio.Queue[str] = field(default_factory=asyncio.Queue)
     agent_answered: asyncio.Future[None] | None = None
@@ -114,6 +119,19 @@ class CallSession:
     intent: str | None = None
     swallow: str = ""  # a terminator still to come after a full-length entry
     transfer_answered: asyncio.Future[None] | None = None
+    # how the IVR asked to route the call, kept for a transfer to another queue or agent
+    skills: Mapping[str, int] = field(default_factory=dict)
+    priority: int = 0
+    language: str | None = None
+
+
+class TransferRefused(Exception):
+    """A transfer cannot be done now; ``status`` is how an API answers it."""
+
+    def __init__(self, reason: str, status: int = 409):
+        super().__init__(reason)
+        self.reason = reason
+        self.status = status
 
 
 class InboundApp:
@@ -292,8 +310,9 @@ class InboundApp:
         return queue.music_on_hold if queue else "default"
 
     async def _enqueue(self, call: CallSession, queue_id: str, *, skills: Mapping[str, int] | None = None,
-                       priority: int = 0, language: str | None = None) -> None:
-        """Hand the call to the ACD with what the IVR decided; it may reserve an agent at once."""
+                       priority: int = 0, language: str | None = None, affinity: bool = True) -> None:
+        """Hand the call to the ACD with what the IVR decided; it may reserve an agent at once.
+        Without ``affinity`` (a transfer) the caller's last agent is not preferred."""
         if not self.acd.is_open(queue_id, datetime.now(UTC)):
             queue = self.acd.config.queues.get(queue_id)
             if queue is not None and queue.when_closed == "voicemail":
@@ -305,17 +324,129 @@ class InboundApp:
                 await self._apologise_and_end(call, "closed", f"queue {queue_id} is closed")
             return
         call.state, call.queue_id = "queued", queue_id
+        call.skills, call.priority, call.language = dict(skills or {}), priority, language
         if call.queued_mono is None:
             call.queued_mono = time.monotonic()
         await self.pbx.start_moh(call.customer, self._moh_class(queue_id))
         if call.finished:
             return
-        learned = call.ivr or {}
-        customer = Customer(segment=_str(learned.get("segment")), language=language or _str(learned.get("language")),
-                            risk=_str(learned.get("risk")))
-        self.acd.enqueue(call.id, queue_id, customer, caller=call.caller_number,
+        self.acd.enqueue(call.id, queue_id, self._customer(call), caller=call.caller_number if affinity else "",
                          entered=lambda position: self.emit(CallQueued(queue=queue_id, position=position), call),
                          extra_skills=skills, priority_boost=priority)
+
+    @staticmethod
+    def _customer(call: CallSession) -> Customer:
+        learned = call.ivr or {}
+        return Customer(segment=_str(learned.get("segment")),
+                        language=call.language or _str(learned.get("language")), risk=_str(learned.get("risk")))
+
+    # -- blind transfer of a connected call (REST) -----------------------------------------------
+    def transfer_refusal(self, call_id: str, kind: TransferKind, target: str) -> TransferRefused | None:
+        """Why ``call_id`` cannot be transferred to ``target`` now (None: it can)."""
+        call = self.sessions.get(call_id)
+        if call is None or call.finished:
+            return TransferRefused(f"no live call {call_id}", 404)
+        if call.state != "talking" or call.agent_id is None or call.bridge_id is None:
+            return TransferRefused(f"call {call_id} is not connected to an agent ({call.state})")
+        if call.recording_held_since is not None or call.recording_busy:
+            return TransferRefused(f"call {call_id} is on hold while its recording fails: it cannot move now")
+        if kind == "queue":
+            if target not in self.acd.config.queues:
+                return TransferRefused(f"unknown queue {target}", 422)
+            if not self.acd.is_open(target, datetime.now(UTC)):
+                return TransferRefused(f"queue {target} is closed")
+        elif kind == "agent":
+            if target not in self.acd.agents:
+                return TransferRefused(f"unknown agent {target}", 422)
+            if target == call.agent_id:
+                return TransferRefused(f"the call is already with agent {target}")
+            refusal = self.acd.direct_refusal(target, call.queue_id or self.flow.default_queue, self._customer(call),
+                                              extra_skills=call.skills, priority_boost=call.priority)
+            if refusal is not None:
+                return TransferRefused(refusal)
+        return None
+
+    async def transfer(self, call_id: str, kind: TransferKind, target: str, *, requested_by: str,
+                       approval_id: str | None = None) -> None:
+        """Blind transfer: the agent's leg is released to wrap-up at once and the caller, on hold
+        music and still recorded (the recording follows the caller's channel), goes to a queue
+        (keeping the IVR's skills and priority), to a named agent (reserved through the ACD like
+        any offer), or to an outside number (rung through the trunk, like an IVR transfer).
+        Raises ``TransferRefused`` before anything changed."""
+        refusal = self.transfer_refusal(call_id, kind, target)
+        if refusal is not None:
+            raise refusal
+        call = self.sessions[call_id]
+        assert call.agent_id is not None and call.agent_channel is not None and call.bridge_id is not None
+        agent_id, agent_channel, bridge_id = call.agent_id, call.agent_channel, call.bridge_id
+        now = datetime.now(UTC)
+        since = call.agent_connected_at or call.answered_at
+        self.by_channel.pop(agent_channel, None)  # its hang-up is ours, not the end of the call
+        call.state, call.agent_id, call.agent_channel, call.bridge_id = "transferring", None, None, None
+        call.agent_answered = call.agent_connected_at = None
+        call.callback = False  # a called-back caller is on the line now: the next agent is bridged to them
+        self.acd.finished(agent_id, call.id, (now - since).total_seconds() if since else None)
+        self.emit(CallTransferred(kind=kind, target=target, from_agent_id=agent_id, from_channel_id=agent_channel,
+                                  requested_by=requested_by, approval_id=approval_id), call, agent_id=agent_id)
+        with contextlib.suppress(PbxError):
+            await self.pbx.hangup(agent_channel)
+        with contextlib.suppress(PbxError):
+            await self.pbx.destroy_bridge(bridge_id)
+        if call.finished:
+            return
+        call.queued_mono = time.monotonic()
+        queue_id = call.queue_id or self.flow.default_queue
+        if kind == "queue":
+            await self._enqueue(call, target, skills=call.skills, priority=call.priority, language=call.language,
+                                affinity=False)
+        elif kind == "agent":
+            await self._direct(call, queue_id, target)
+        else:
+            await self.pbx.start_moh(call.customer, self._moh_class(queue_id))
+            call.task = self._spawn(self._transfer_out(call, target, queue_id), f"transfer-{call.id}")
+
+    async def _direct(self, call: CallSession, queue_id: str, agent_id: str) -> None:
+        await self.pbx.start_moh(call.customer, self._moh_class(queue_id))
+        if call.finished:
+            return
+        try:
+            self.acd.direct(call.id, queue_id, agent_id, self._customer(call), extra_skills=call.skills,
+                            priority_boost=call.priority)
+        except RoutingError as exc:  # taken while the first agent's leg was being released
+            await self._transfer_failed(call, "agent", agent_id, str(exc), queue_id)
+
+    async def _transfer_out(self, call: CallSession, number: str, queue_id: str) -> None:
+        channel_id = str(uuid.uuid4())
+        call.agent_channel = channel_id
+        call.transfer_answered = asyncio.get_running_loop().create_future()
+        self.by_channel[channel_id] = call
+        ring = self.flow.callback_ring_timeout
+        try:
+            await self.pbx.originate(OriginateRequest(
+                endpoint=self.customer_dial.format(number=number), app_args=("transfer", call.id),
+                caller_id=call.caller_number, timeout=ring, channel_id=channel_id))
+            await asyncio.wait_for(call.transfer_answered, ring + 5)
+            await self.pbx.stop_moh(call.customer)
+            call.bridge_id = await self.pbx.create_bridge()
+            await self.pbx.add_to_bridge(call.bridge_id, [call.customer, channel_id])
+        except (TimeoutError, PbxError) as exc:
+            if call.finished:
+                return
+            self.by_channel.pop(channel_id, None)
+            with contextlib.suppress(PbxError):
+                await self.pbx.hangup(channel_id)
+            call.agent_channel = call.transfer_answered = None
+            await self._transfer_failed(call, "number", number, str(exc) or "no answer", queue_id)
+            return
+        call.state = "talking"
+        self.emit(CallTransferAnswered(number=number, channel_id=channel_id, bridge_id=call.bridge_id), call)
+
+    async def _transfer_failed(self, call: CallSession, kind: TransferKind, target: str, reason: str,
+                               queue_id: str) -> None:
+        """The target cannot be reached: the caller is not dropped but queued where they came from."""
+        self.emit(CallTransferFailed(kind=kind, target=target, reason=reason[:200], fallback_queue=queue_id), call)
+        await self._enqueue(call, queue_id, skills=call.skills, priority=call.priority, language=call.language,
+                            affinity=False)
 
     def _on_expire(self, call_id: str) -> None:
         call = self.sessions.get(call_id)
@@ -521,7 +652,7 @@ class InboundApp:
             return
         await self.pbx.add_to_bridge(call.bridge_id, [channel_id])
         call.state = "talking"
-        call.answered_at = datetime.now(UTC)
+        call.answered_at = call.agent_connected_at = datetime.now(UTC)
         self._callback_outcome(call, connected=True)
         assert call.queued_mono is not None
         self.emit(CallAnswered(queue=reservation.queue_id, agent_id=reservation.agent_id,
@@ -603,12 +734,14 @@ class InboundApp:
         if call.finished:
             return
         call.state = "talking"
-        call.answered_at = datetime.now(UTC)
+        call.agent_connected_at = datetime.now(UTC)
+        call.answered_at = call.answered_at or call.agent_connected_at  # a transferred call was answered before
         self.emit(CallAnswered(queue=reservation.queue_id, agent_id=reservation.agent_id,
                                wait_seconds=round(time.monotonic() - call.queued_mono, 3)), call)
         self.emit(CallBridged(bridge_id=call.bridge_id, agent_channel_id=call.agent_channel), call)
         self._connected(call)
-        await self._record(call)
+        if call.recorder is None:  # after a transfer the caller's recording is still running
+            await self._record(call)
 
     def _connected(self, call: CallSession) -> None:
         if self.on_connected is not None and call.agent_channel:
@@ -702,11 +835,13 @@ class InboundApp:
             call.task.cancel()
         if call.agent_answered is not None and not call.agent_answered.done():
             call.agent_answered.cancel()
-        talk = (datetime.now(UTC) - call.answered_at).total_seconds() if call.answered_at else None
+        now = datetime.now(UTC)
+        talk = (now - call.answered_at).total_seconds() if call.answered_at else None
         if call.transfer_answered is not None and not call.transfer_answered.done():
             call.transfer_answered.cancel()
         if state in ("connecting", "talking") and call.agent_id:
-            self.acd.finished(call.agent_id, call.id, talk)
+            since = call.agent_connected_at or call.answered_at
+            self.acd.finished(call.agent_id, call.id, (now - since).total_seconds() if since else talk)
         elif state != "ivr":
             self.acd.abandon(call.id)
         self._callback_outcome(call, connected=False)  # the attempt ended before the customer was reached

@@ -166,6 +166,7 @@ class Settings(_Strict):
             "recording": self.recording.model_copy(update={"vault_dir": anchor(self.recording.vault_dir),
                                                            "retention": anchor(self.recording.retention)}),
             "ivr": self.ivr.model_copy(update={"tree": anchor(self.ivr.tree) if self.ivr.tree else None}),
+            "api": self.api.model_copy(update={"campaigns_dir": anchor(self.api.campaigns_dir)}),
             "analytics": anchor(self.analytics) if self.analytics is not None else None,
             "lab": self.lab.model_copy(update={
                 "chroot_dir": anchor(self.lab.chroot_dir),

@@ -340,7 +340,7 @@ async def run_engine(settings: Settings, stop: asyncio.Event) -> None:
                                   socket_path(settings.paths.state_dir))
     from .api.server import start_for_engine
 
-    stop_api = await start_for_engine(engine, settings) if settings.api.enabled else None
+    stop_api = await start_for_engine(engine, settings, campaigns) if settings.api.enabled else None
     log.info("engine running (ARI app %s, API on port %d)", settings.pbx.ari.app, settings.http_port)
     try:
         await stop.wait()

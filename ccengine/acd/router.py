@@ -383,6 +383,37 @@ class Router:
             next(self._seq), last_agent, last_agent_at, group)
         return self._contact_waiting(contact_id, contact, now)
 
+    def directed_refusal(self, agent_id: str, queue_id: str, skills: Mapping[str, int] | None = None) -> str | None:
+        """Why ``agent_id`` cannot be offered a new contact of ``queue_id`` now (None: they can)."""
+        agent = self._agents.get(agent_id)
+        if agent is None:
+            return f"unknown agent {agent_id}"
+        queue = self._queue(queue_id)
+        if not agent.available(queue.channel):
+            state = "busy" if agent.state is AgentState.READY else agent.state.value
+            return f"agent {agent_id} is not ready ({state})"
+        if not agent.qualified(queue.channel, _signature(skills if skills is not None else queue.required_skills)):
+            return f"agent {agent_id} lacks the skills the call needs in queue {queue_id}"
+        return None
+
+    def contact_for_agent(self, contact_id: str, queue_id: str, agent_id: str, now: float, *,
+                          priority: int | None = None, skills: Mapping[str, int] | None = None) -> Reservation:
+        """Directed routing of a new contact (a transfer to a named agent): reserve that agent, or
+        raise ``RoutingError`` and keep nothing. Should the agent not answer, the contact waits in
+        ``queue_id`` like any other (``release``)."""
+        if contact_id in self._contacts:
+            raise RoutingError(f"contact {contact_id} already exists")
+        refusal = self.directed_refusal(agent_id, queue_id, skills)
+        if refusal is not None:
+            raise RoutingError(refusal)
+        queue = self._queue(queue_id)
+        group = self._group_of(queue.channel, skills if skills is not None else queue.required_skills)
+        contact = _Contact(contact_id, queue, group.signature, queue.priority if priority is None else priority,
+                           now, next(self._seq), None, None)
+        contact.group = group
+        self._contacts[contact_id] = contact
+        return self._reserve(contact_id, contact, self._agents[agent_id], now)
+
     def move_contact(self, contact_id: str, queue_id: str, now: float, *,
                      priority: int | None = None,
                      skills: Mapping[str, int] | None = None) -> Reservation | None:

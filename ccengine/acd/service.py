@@ -229,6 +229,26 @@ class Acd:
         entered(0 if offer is not None else self.position(call_id))
         self._offer_all(offer)
 
+    def direct_refusal(self, agent_id: str, queue_id: str, customer: Customer | None = None, *,
+                       extra_skills: Mapping[str, int] | None = None, priority_boost: int = 0) -> str | None:
+        """Why a call of ``queue_id`` cannot be offered to ``agent_id`` now (None: it can)."""
+        needs = self._needs(queue_id, Waiting("", queue_id, 0.0, customer or Customer(),
+                                              extra_skills=dict(extra_skills or {}), priority_boost=priority_boost))
+        return self.router.directed_refusal(agent_id, queue_id, needs.required_skills)
+
+    def direct(self, call_id: str, queue_id: str, agent_id: str, customer: Customer | None = None, *,
+               extra_skills: Mapping[str, int] | None = None, priority_boost: int = 0) -> None:
+        """Offer a call to a named agent (a transfer), reserved like any offer; ``RoutingError``
+        when they cannot take it now. Unanswered, it waits in ``queue_id`` like any call."""
+        now = self.clock()
+        waiting = Waiting(call_id, queue_id, now, customer or Customer(), extra_skills=dict(extra_skills or {}),
+                          priority_boost=priority_boost)
+        needs = self._needs(queue_id, waiting)
+        reservation = self.router.contact_for_agent(call_id, queue_id, agent_id, now, priority=needs.priority,
+                                                    skills=needs.required_skills)
+        self.waiting[call_id] = waiting
+        self._offer_all(reservation)
+
     def _needs(self, queue_id: str, waiting: Waiting) -> ContactNeeds:
         needs = self.config.needs(queue_id, waiting.customer)
         if not waiting.extra_skills and not waiting.priority_boost:

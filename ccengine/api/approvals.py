@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from aiohttp import web
 from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session
 
@@ -179,3 +180,6 @@ def _reset_password(session: Session, username: str, now: datetime) -> str:
     session.execute(update(TokenRow).where(TokenRow.user_id == user.id, TokenRow.revoked_at.is_(None))
                     .values(revoked_at=now))
     return password
+
+
+APPROVALS: web.AppKey[Approvals] = web.AppKey("approvals", Approvals)

@@ -5,12 +5,12 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 from sqlalchemy import Engine
 
-from ari_apps.inbound import CallSession
+from ari_apps.inbound import CallSession, InboundApp
 from ari_apps.supervision import Supervision
 
 from ..acd.service import Acd
@@ -21,6 +21,9 @@ from .security import LoginPolicy, Principal, RateLimiter
 from .settings import ApiSettings
 from .stream import EventHub
 from .users import UserStore
+
+if TYPE_CHECKING:
+    from ..dialer.host import CampaignHost
 
 
 @dataclass
@@ -43,7 +46,9 @@ class ApiContext:
     reasons: tuple[str, ...] = ("break",)
     supervision: Supervision | None = None  # listen / whisper / barge, when the engine runs
     live_call: Callable[[str], CallSession | None] | None = None  # call id → the engine's live call
+    inbound: Callable[[], InboundApp | None] = lambda: None  # the engine's inbound calls (transfers)
     keeping: Keeping | None = None  # legal holds, purge and erasure of sealed recordings
+    campaigns: CampaignHost | None = None  # blended campaigns started through the API
     users: UserStore = field(init=False)
     audit: AuditTrail = field(init=False)
     limiter: RateLimiter = field(init=False)

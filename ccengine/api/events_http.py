@@ -75,6 +75,8 @@ async def websocket(request: web.Request) -> web.StreamResponse:
         try:
             async for batch in ctx.hub.batches(accept, after):
                 await ws.send_frame(batch.data, WSMsgType.TEXT)
+            # the hub ended the stream: the user was disabled, the token revoked, or the engine stops
+            await ws.close(code=4001, message=b"stream ended by the server")
         except Lagged as exc:
             await ws.close(code=4008, message=str(exc)[:120].encode())
         except ConnectionResetError:

@@ -14,15 +14,15 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ..core.events import PAYLOADS
+from . import transfers
 from .app import Route, body, error, principal
-from .approvals import APPROVERS, REQUESTERS, Approvals, Refused
+from .approvals import APPROVALS, APPROVERS, REQUESTERS, Approvals, Refused
 from .context import CONTEXT, ApiContext
 from .keeping import approval_hooks
 from .tables import DeadLetterRow, WebhookRow
 from .webhooks import WebhookDispatcher
 
 DISPATCHER: web.AppKey[WebhookDispatcher] = web.AppKey("webhooks", WebhookDispatcher)
-APPROVALS: web.AppKey[Approvals] = web.AppKey("approvals", Approvals)
 
 
 class _Body(BaseModel):
@@ -50,6 +50,9 @@ def install(app: web.Application, ctx: ApiContext) -> None:
     dispatcher = WebhookDispatcher(ctx)
     app[DISPATCHER] = dispatcher
     executors, checks = approval_hooks(ctx.keeping) if ctx.keeping is not None else ({}, {})
+    transfer_executors, transfer_checks = transfers.install(app, ctx)
+    executors.update(transfer_executors)
+    checks.update(transfer_checks)
     app[APPROVALS] = Approvals(ctx.db, ctx.settings.approval_seconds, executors=executors, checks=checks)
 
     async def start(_app: web.Application) -> None:

@@ -45,6 +45,12 @@ class UserBody(_Body):
     agent_id: str | None = Field(None, max_length=64)
 
 
+class UserChangeBody(_Body):
+    role: Literal["agent", "supervisor", "qa", "compliance", "admin", "auditor"] | None = None
+    agent_id: str | None = Field(None, min_length=1, max_length=64)
+    disabled: bool | None = Field(None, description="true: every token and session of the user is refused at once")
+
+
 class TokenBody(_Body):
     name: str = Field("api", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
     ttl_seconds: float | None = Field(None, gt=0, le=10 * 365 * 86400)
@@ -118,7 +124,7 @@ async def users_add(request: web.Request) -> web.Response:
     try:
         await asyncio.to_thread(ctx.users.add, data.username, data.role, data.password, data.agent_id)
     except UserError as exc:
-        raise error(409 if "exists" in str(exc) else 422, str(exc)) from None
+        raise error(exc.status, str(exc)) from None
     await ctx.record(who, "user.create", data.username, request=request, details={"role": data.role})
     return web.json_response({"username": data.username, "role": data.role, "agent_id": data.agent_id}, status=201)
 
@@ -130,9 +136,53 @@ async def tokens_create(request: web.Request) -> web.Response:
     try:
         token = await asyncio.to_thread(ctx.users.create_token, username, data.name, data.ttl_seconds)
     except UserError as exc:
-        raise error(404, str(exc)) from None
+        raise error(exc.status, str(exc)) from None
     await ctx.record(who, "token.create", username, request=request, details={"name": data.name})
     return web.json_response({"username": username, "name": data.name, "token": token}, status=201)
+
+
+async def user_change(request: web.Request) -> web.Response:
+    ctx, who = _ctx(request), principal(request)
+    data = await body(request, UserChangeBody)
+    username = request.match_info["username"]
+    changes = data.model_dump(exclude_none=True)
+    if not changes:
+        raise error(422, "nothing to change: give role, agent_id or disabled")
+    action = "user.change" if data.disabled is None else "user.disable" if data.disabled else "user.enable"
+    try:
+        changed = await asyncio.to_thread(ctx.users.change, who.username, username, **changes)
+    except UserError as exc:
+        await ctx.record(who, action, username, request=request, outcome="denied",
+                         details={"reason": str(exc), **changes})
+        raise error(exc.status, str(exc)) from None
+    if data.disabled:
+        changed["streams_closed"] = ctx.hub.disconnect(username)
+    await ctx.record(who, action, username, request=request, details=changes)
+    return web.json_response(changed)
+
+
+async def tokens_list(request: web.Request) -> web.Response:
+    try:
+        return web.json_response(await asyncio.to_thread(_ctx(request).users.tokens, request.match_info["username"]))
+    except UserError as exc:
+        raise error(exc.status, str(exc)) from None
+
+
+async def token_revoke(request: web.Request) -> web.Response:
+    ctx, who = _ctx(request), principal(request)
+    username, raw_id = request.match_info["username"], request.match_info["token_id"]
+    if not raw_id.isdigit() or len(raw_id) > 18:
+        raise error(400, "token_id must be a token's numeric id (GET .../tokens lists them)")
+    token_id = int(raw_id)
+    try:
+        await asyncio.to_thread(ctx.users.revoke_token, username, token_id)
+    except UserError as exc:
+        await ctx.record(who, "token.revoke", f"{username}/{token_id}", request=request, outcome="denied",
+                         details={"reason": str(exc)})
+        raise error(exc.status, str(exc)) from None
+    closed = ctx.hub.disconnect(username, token_id)
+    await ctx.record(who, "token.revoke", f"{username}/{token_id}", request=request)
+    return web.json_response({"username": username, "token_id": token_id, "revoked": True, "streams_closed": closed})
 
 
 async def queues(request: web.Request) -> web.Response:
@@ -374,7 +424,14 @@ ROUTES = [
     Route("GET", "/api/v1/roles", roles, ALL, "roles, their event families and routes"),
     Route("GET", "/api/v1/users", users_list, ("admin", "auditor"), "list users"),
     Route("POST", "/api/v1/users", users_add, ("admin",), "create a user", UserBody),
+    Route("PATCH", "/api/v1/users/{username}", user_change, ("admin",),
+          "change a user's role or agent id, disable or enable them (not oneself, never the last admin)",
+          UserChangeBody),
     Route("POST", "/api/v1/users/{username}/tokens", tokens_create, ("admin",), "issue an API token", TokenBody),
+    Route("GET", "/api/v1/users/{username}/tokens", tokens_list, ("admin", "auditor"),
+          "a user's tokens (ids, names, dates; never the secret)"),
+    Route("DELETE", "/api/v1/users/{username}/tokens/{token_id}", token_revoke, ("admin",),
+          "revoke one token (its open event streams end too)"),
     Route("GET", "/api/v1/queues", queues, ("agent", *READERS), "queues: waiting, longest wait, today's SL"),
     Route("GET", "/api/v1/agents", agents, ("agent", *READERS), "agents with state and time in state"),
     Route("POST", "/api/v1/agents/{agent}/state", agent_state, ("agent", "supervisor", "admin"),

@@ -67,6 +67,8 @@ class Principal:
     username: str
     role: Role
     agent_id: str | None = None
+    # the token this request came with (revoking it ends its open streams); not part of the identity
+    token_id: int | None = field(default=None, compare=False)
 
     def may_see_event(self, event_type: str, agent_id: str | None) -> bool:
         """Per-event-type rule; an agent only sees events that carry their own agent id."""

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from . import events_http, keeping, ops, rest, wallboard
+from . import campaigns, events_http, keeping, ops, rest, transfers, wallboard
 from .app import Route, make_app
 from .context import ApiContext
 from .stream import EventHub
@@ -18,11 +18,13 @@ if TYPE_CHECKING:
     from ari_apps.inbound import CallSession
 
     from ..config import Settings
+    from ..dialer.host import CampaignHost
     from ..engine import Engine
 
 
 def routes() -> list[Route]:
-    return [*rest.ROUTES, *events_http.ROUTES, *ops.ROUTES, *keeping.ROUTES, *wallboard.ROUTES]
+    return [*rest.ROUTES, *transfers.ROUTES, *campaigns.ROUTES, *events_http.ROUTES, *ops.ROUTES, *keeping.ROUTES,
+            *wallboard.ROUTES]
 
 
 def build(ctx: ApiContext) -> web.Application:
@@ -58,7 +60,8 @@ def last_seq(ctx: ApiContext) -> int:
         return int(session.scalar(select(func.max(EventRow.seq))) or 0)
 
 
-async def start_for_engine(engine: Engine, settings: Settings) -> Callable[[], Awaitable[None]]:
+async def start_for_engine(engine: Engine, settings: Settings, campaigns: CampaignHost | None = None
+                           ) -> Callable[[], Awaitable[None]]:
     """Serve the API of a running engine; returns the coroutine function that stops it."""
     import asyncio
 
@@ -69,7 +72,7 @@ async def start_for_engine(engine: Engine, settings: Settings) -> Callable[[], A
 
     ctx = ApiContext(settings.api, engine.db, hub, acd=engine.acd, pbx=engine.pbx,
                      reasons=settings.acd.not_ready_reasons, supervision=engine.supervision, live_call=live_call,
-                     keeping=engine.keeping)
+                     keeping=engine.keeping, inbound=lambda: engine.app, campaigns=campaigns)
     hub.last_seq = await asyncio.to_thread(last_seq, ctx)
     engine.writer.committed.append(hub.on_commit)
     runner = await serve(ctx, settings.http_port, settings.paths.state_dir)

@@ -21,6 +21,9 @@ class ApiSettings(BaseModel):
     lockout_failures: int = Field(5, ge=1, description="failed logins in a row that lock an account")
     lockout_seconds: float = Field(900.0, gt=0, description="how long a locked account stays locked")
     session_seconds: float = Field(8 * 3600.0, gt=0, description="lifetime of a token issued by /login")
+    campaigns_dir: Path = Field(Path("campaigns"), description="folder of the campaign files the API may start, "
+                                "by name (nothing outside it: the files are reviewed configuration); relative "
+                                "to the settings file's folder")
     approval_seconds: float = Field(3600.0, gt=0, description="time a second person has to approve a request")
     webhook_attempts: int = Field(6, ge=1, description="deliveries tried before a webhook event is dead-lettered")
     webhook_backoff: float = Field(1.0, gt=0, description="first retry delay in seconds; doubles each attempt")

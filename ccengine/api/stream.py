@@ -213,6 +213,18 @@ class EventHub:
             for item in batch:
                 yield item
 
+    def disconnect(self, username: str, token_id: int | None = None) -> int:
+        """End the open streams of a user (of one of their tokens): disabling a user or revoking a
+        token takes effect on connections already authenticated, not only on the next request."""
+        cut = 0
+        for sub in list(self._subscribers):
+            who = sub.accept.principal if isinstance(sub.accept, StreamFilter) else None
+            if who is not None and who.username == username and token_id in (None, who.token_id):
+                self._subscribers.discard(sub)
+                sub.queue.put_nowait(None)
+                cut += 1
+        return cut
+
     def close(self) -> None:
         for sub in list(self._subscribers):
             sub.queue.put_nowait(None)

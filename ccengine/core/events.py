@@ -246,6 +246,41 @@ class CallBridged(Payload):
     agent_channel_id: str
 
 
+TransferKind = Literal["queue", "agent", "number"]
+
+
+class CallTransferred(Payload):
+    """A connected call was blind-transferred: the agent's leg is released (wrap-up) and the caller,
+    still recorded, waits for ``target`` (a queue, a named agent, or an outside number)."""
+
+    TYPE = "call.transferred"
+    kind: TransferKind
+    target: str
+    from_agent_id: str
+    from_channel_id: str
+    requested_by: str
+    approval_id: str | None = None  # a high-value transfer confirmed under four-eyes
+
+
+class CallTransferAnswered(Payload):
+    """The outside number of a transfer answered and is joined to the caller (the engine steps out)."""
+
+    TYPE = "call.transfer_answered"
+    number: str
+    channel_id: str
+    bridge_id: str
+
+
+class CallTransferFailed(Payload):
+    """A transfer could not reach its target; the caller goes back to ``fallback_queue``."""
+
+    TYPE = "call.transfer_failed"
+    kind: TransferKind
+    target: str
+    reason: str
+    fallback_queue: str
+
+
 class CallRecordingStarted(Payload):
     TYPE = "call.recording_started"
     recording_id: str
@@ -390,8 +425,8 @@ PAYLOADS: dict[str, type[Payload]] = {
     for cls in (CallOffered, CallMenuSelected, CallIvrStarted, CallIvrStep, CallSecureInput, CallIvrFinished,
                 CallQueued, CallOverflowed, CallAnnounced, CallCallbackRequested,
                 CallCallbackDialed, CallbackScheduled, CallbackAttempted, CallbackFinished, CallVoicemailLeft,
-                CallAgentOffered,
-                CallAgentNoAnswer, CallAnswered, CallBridged, CallRecordingStarted, CallRecordingStopped,
+                CallAgentOffered, CallAgentNoAnswer, CallAnswered, CallBridged, CallTransferred, CallTransferAnswered,
+                CallTransferFailed, CallRecordingStarted, CallRecordingStopped,
                 CallRecordingSealed, RecordingTamperAttempt, RecordingFailed, RecordingResumed, CallEnded,
                 AgentStateChanged, EnginePbxLink, EngineResynced,
                 CallAnalyticsSilence, CallAnalyticsOvertalk, CallAnalyticsAgitation, CallAnalyticsKeyword,

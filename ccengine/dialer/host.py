@@ -32,6 +32,34 @@ from .schema import CampaignRow
 log = logging.getLogger(__name__)
 
 
+class CampaignConflict(ValueError):
+    """A sound request the campaign's current state forbids (already running, not paused, ...)."""
+
+
+# action → (states it applies to, the state it sets); the runner follows its row's state
+TRANSITIONS: dict[str, tuple[tuple[str, ...], str]] = {
+    "pause": (("running",), "paused"),
+    "resume": (("paused",), "running"),
+    "stop": (("running", "paused"), "stopped"),
+}
+
+
+def transition(db: Engine, campaign_id: str, action: str) -> tuple[str, str, str]:
+    """Pause, resume or stop a campaign by its row (whoever runs it polls that row):
+    (name, state before, state after); ``LookupError`` or ``CampaignConflict`` otherwise."""
+    sources, target = TRANSITIONS[action]
+    with Session(db) as session, session.begin():
+        row = session.get(CampaignRow, campaign_id)
+        if row is None:
+            raise LookupError(f"no campaign {campaign_id}")
+        before = row.state
+        done = session.execute(update(CampaignRow).where(CampaignRow.id == campaign_id,
+                                                         CampaignRow.state.in_(sources)).values(state=target))
+        if done.rowcount != 1:  # type: ignore[attr-defined]
+            raise CampaignConflict(f"campaign {row.name} is {before}: {action} needs it {' or '.join(sources)}")
+        return row.name, before, target
+
+
 @dataclass
 class Hosted:
     runner: OutboundRunner
@@ -68,7 +96,8 @@ class CampaignHost:
         seats = AcdSeats(self.acd, campaign.queue, campaign.skills)  # ValueError on an unknown queue
         for other in self.hosted.values():
             if other.runner.campaign.name == campaign.name and not other.task.done():
-                raise ValueError(f"campaign {campaign.name} is already running here ({other.runner.campaign_id})")
+                raise CampaignConflict(f"campaign {campaign.name} is already running here "
+                                       f"({other.runner.campaign_id})")
         campaign_id = await asyncio.to_thread(self._open, campaign, file, contacts)
         runner = OutboundRunner(self.settings, campaign, campaign_id, self.db, dnc_files=file_dnc,
                                 until_idle=until_idle, seats=seats)
@@ -98,6 +127,10 @@ class CampaignHost:
             return
         if task.exception() is not None:
             log.error("campaign %s failed", campaign_id, exc_info=task.exception())
+
+    def set_state(self, campaign_id: str, action: str) -> tuple[str, str, str]:
+        """Pause / resume / stop (blocking: run it in a worker thread)."""
+        return transition(self.db, campaign_id, action)
 
     def view(self, campaign_id: str) -> dict[str, object]:
         hosted = self.hosted[campaign_id]

@@ -62,7 +62,7 @@ class LegRow(Base):
 
     channel_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     call_id: Mapped[str] = mapped_column(ForeignKey("calls.id"), index=True)
-    role: Mapped[str] = mapped_column(String(16))  # customer | agent
+    role: Mapped[str] = mapped_column(String(16))  # customer | agent | transfer (an outside number)
     agent_id: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime]
     answered_at: Mapped[datetime | None]

@@ -86,7 +86,7 @@ def _answered(session: Session, e: Event) -> None:
         call.queue = e.data["queue"]
         call.state = "talking"
         call.agent_id = e.data["agent_id"]
-        call.answered_at = e.occurred_at
+        call.answered_at = call.answered_at or e.occurred_at  # a transferred call is answered again
 
 
 def _bridged(session: Session, e: Event) -> None:
@@ -95,6 +95,21 @@ def _bridged(session: Session, e: Event) -> None:
         leg = session.get(LegRow, e.data["agent_channel_id"])
         if leg is not None:
             leg.answered_at = e.occurred_at
+
+
+def _transferred(session: Session, e: Event) -> None:
+    if call := _call(session, e):
+        call.state = "transferring"
+        leg = session.get(LegRow, e.data["from_channel_id"])
+        if leg is not None:
+            leg.ended_at, leg.end_cause = e.occurred_at, f"transferred to {e.data['kind']} {e.data['target']}"[:128]
+
+
+def _transfer_answered(session: Session, e: Event) -> None:
+    if call := _call(session, e):
+        call.state = "talking"
+        session.merge(LegRow(channel_id=e.data["channel_id"], call_id=call.id, role="transfer",
+                             created_at=e.occurred_at, answered_at=e.occurred_at))
 
 
 def _recording_started(session: Session, e: Event) -> None:
@@ -178,6 +193,8 @@ def queue_log_entry(session: Session, e: Event) -> dict[str, object] | None:
         row.verb, row.detail = "RINGNOANSWER", d["cause"][:128]
     elif e.type == "call.answered":
         row.verb, row.wait_seconds = "CONNECT", d["wait_seconds"]
+    elif e.type == "call.transferred":
+        row.verb, row.detail = "BLINDTRANSFER", f"to {d['kind']} {d['target']}"[:128]
     elif e.type == "call.ended" and call is not None and call.queued_at is not None:
         if d["disposition"] == "completed":
             row.verb = "COMPLETEAGENT" if d["ended_by"] == "agent" else "COMPLETECALLER"
@@ -188,7 +205,7 @@ def queue_log_entry(session: Session, e: Event) -> dict[str, object] | None:
             row.verb, row.wait_seconds = "EXITWITHTIMEOUT", _seconds_since(call.queued_at, e.occurred_at)
         elif d["disposition"] == "voicemail":
             row.verb, row.wait_seconds = "EXITVOICEMAIL", _seconds_since(call.queued_at, e.occurred_at)
-        else:
+        elif d["disposition"] != "transferred":  # to a number: BLINDTRANSFER closed the agent's part
             row.verb = "FAILED"
         row.queue = row.queue or call.queue
     elif e.type == "agent.state_changed":
@@ -212,6 +229,8 @@ PROJECTORS: dict[str, Projector] = {
     "call.agent_offered": _agent_offered,
     "call.answered": _answered,
     "call.bridged": _bridged,
+    "call.transferred": _transferred,
+    "call.transfer_answered": _transfer_answered,
     "call.recording_started": _recording_started,
     "call.recording_stopped": _recording_stopped,
     "call.recording_sealed": _recording_sealed,

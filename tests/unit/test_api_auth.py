@@ -21,7 +21,7 @@ from .api_support import running_api
 
 PARAMS = {"agent": "agent1", "call_id": "no-such-call", "username": "agent1", "approval_id": "nope",
           "recording_id": "no-such-recording", "hold_id": "no-such-hold",
-          "webhook_id": "1"}
+          "webhook_id": "1", "token_id": "999999", "campaign_id": "no-such-campaign"}
 
 
 def _path(path: str) -> str:

@@ -26,13 +26,15 @@ from ccengine.core.events import (
     CallQueued,
     CallRecordingStarted,
     CallRecordingStopped,
+    CallTransferAnswered,
+    CallTransferred,
     EnginePbxLink,
     Event,
     Payload,
 )
 from ccengine.store.database import current_revision, head_revision, make_engine, upgrade
 from ccengine.store.reports import format_kpis, kpis
-from ccengine.store.schema import AgentRow, CallRow, EventRow, LegRow, RecordingRow
+from ccengine.store.schema import AgentRow, CallRow, EventRow, LegRow, QueueLogRow, RecordingRow
 from ccengine.store.writer import apply_events
 
 T0 = datetime(2024, 5, 24, 9, 0, 0, tzinfo=UTC)
@@ -248,3 +250,42 @@ def test_same_instants_in_another_offset_give_the_same_kpis(engine: Engine) -> N
                else e for e in call_a()]
     apply_events(engine, shifted)
     assert kpis(engine).asa_seconds == pytest.approx(A_ANSWERED - A_QUEUED)
+
+
+def test_transfers_end_the_agent_leg_keep_the_first_answer_and_log_each_step(engine: Engine) -> None:
+    """Call A goes from agent1 to agent2 (re-queued), then from agent2 to an outside number."""
+    a = "call-a"
+    events = [e for e in call_a() if e.type not in ("call.ended", "call.recording_stopped")
+              and not (e.type == "agent.state_changed" and e.data["state"] in ("wrapup", "ready") and e.call_id)]
+    events += [
+        ev(CallTransferred(kind="queue", target="cards", from_agent_id="agent1", from_channel_id="ch-a-agent",
+                           requested_by="desk1"), 30.0, call_id=a, agent_id="agent1", queue="general"),
+        ev(CallQueued(queue="cards", position=1), 31.0, call_id=a, queue="cards"),
+        ev(CallAgentOffered(queue="cards", agent_id="agent2", channel_id="ch-a-agent2"), 32.0, call_id=a,
+           agent_id="agent2", queue="cards"),
+        ev(CallAnswered(queue="cards", agent_id="agent2", wait_seconds=2.0), 34.0, call_id=a, agent_id="agent2",
+           queue="cards"),
+        ev(CallTransferred(kind="number", target="+15550100", from_agent_id="agent2", from_channel_id="ch-a-agent2",
+                           requested_by="floor"), 50.0, call_id=a, agent_id="agent2", queue="cards"),
+        ev(CallTransferAnswered(number="+15550100", channel_id="ch-a-out", bridge_id="br-out"), 55.0, call_id=a,
+           queue="cards"),
+        ev(CallEnded(disposition="transferred", ended_by="agent", cause="Normal Clearing", talk_seconds=60.0),
+           A_ENDED, call_id=a, queue="cards"),
+    ]
+    apply_events(engine, events)
+    with Session(engine) as session:
+        call = session.get(CallRow, a)
+        assert call is not None and call.state == "ended" and call.disposition == "transferred"
+        assert naive(call.answered_at) == naive(at(A_ANSWERED))  # the first answer, not agent2's
+        assert call.agent_id == "agent2" and call.queue == "cards"
+        legs = {leg.channel_id: leg for leg in session.scalars(select(LegRow).where(LegRow.call_id == a))}
+        assert naive(legs["ch-a-agent"].ended_at) == naive(at(30.0))
+        assert legs["ch-a-agent"].end_cause == "transferred to queue cards"
+        assert naive(legs["ch-a-agent2"].ended_at) == naive(at(50.0))
+        assert legs["ch-a-out"].role == "transfer" and naive(legs["ch-a-out"].ended_at) == naive(at(A_ENDED))
+        log = [(r.verb, r.agent_id, r.detail) for r in session.scalars(
+            select(QueueLogRow).where(QueueLogRow.call_id == a).order_by(QueueLogRow.id))]
+    assert [v for v, _, _ in log if v != "RINGING" and not v.startswith("AGENT_")] == [
+        "ENTERQUEUE", "CONNECT", "BLINDTRANSFER", "REQUEUE", "CONNECT", "BLINDTRANSFER"]
+    assert ("BLINDTRANSFER", "agent1", "to queue cards") in log
+    assert ("BLINDTRANSFER", "agent2", "to number +15550100") in log
