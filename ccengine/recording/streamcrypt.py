@@ -33,8 +33,9 @@ import io
 import os
 import struct
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import BinaryIO, cast
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
@@ -64,7 +65,7 @@ _U16 = struct.Struct(">H")
 _WRAP_AAD = b"ccengine/streamcrypt/v1/dek\0"
 _HKDF_INFO = b"ccengine/streamcrypt/v1/subkeys"
 
-OnBytes = Callable[[bytes], None]
+OnBytes = Callable[[bytes | memoryview], None]
 
 
 class StreamError(Exception):
@@ -225,7 +226,9 @@ def encrypt_stream(
 
     ``context`` (e.g. the recording id) is bound into the key wrap and the header so that a stream
     cannot be passed off as another. The callbacks see every plaintext/ciphertext piece in order
-    (used by the vault to hash both without a second pass).
+    (the vault hashes both without a second pass). They run on worker threads, concurrently with
+    encryption, and get views of reused buffers: a callback must consume its piece before returning
+    (``hashlib`` objects' ``update`` does, and releases the GIL while it does).
     """
     if not MIN_CHUNK_SIZE <= chunk_size <= MAX_CHUNK_SIZE:
         raise ValueError(f"chunk_size must be in [{MIN_CHUNK_SIZE}, {MAX_CHUNK_SIZE}]")
@@ -250,44 +253,75 @@ def encrypt_stream(
     )
     raw = body + hmac.new(mac_key, body, hashlib.sha256).digest()
     header = _parse_header_bytes(raw)
-    aad = hashlib.sha256(raw).digest()
     dst.write(raw)
     if on_ciphertext:
         on_ciphertext(raw)
-
-    aead = AESGCM(enc_key)
-    # I/O in blocks of several chunks: fewer syscalls and callback calls; each block is a fresh
-    # object that is never mutated afterwards, so callbacks may hash it on another thread.
-    per_block = max(1, IO_BLOCK // chunk_size)
-    into = getattr(aead, "encrypt_into", None)
-    last_index = n - 1
-    for first in range(0, n, per_block):
-        indices = range(first, min(n, first + per_block))
-        want = sum(_plain_len(i, n, chunk_size, length) for i in indices)
-        pt = _read_exact(src, want)
-        if len(pt) != want:
-            raise ValueError(f"source ended early: expected {length} bytes")
-        if on_plaintext:
-            on_plaintext(pt)
-        ct = bytearray(want + TAG_BYTES * len(indices))
-        pv, cv = memoryview(pt), memoryview(ct)
-        p_off = c_off = 0
-        for index in indices:
-            size = _plain_len(index, n, chunk_size, length)
-            nonce = prefix + _NONCE_TAIL.pack(index, index == last_index)
-            if into is not None:
-                into(nonce, pv[p_off : p_off + size], aad, cv[c_off : c_off + size + TAG_BYTES])
-            else:  # cryptography < 45
-                cv[c_off : c_off + size + TAG_BYTES] = aead.encrypt(nonce, pv[p_off : p_off + size], aad)
-            p_off += size
-            c_off += size + TAG_BYTES
-        del pv, cv
-        dst.write(ct)
-        if on_ciphertext:
-            on_ciphertext(ct)  # type: ignore[arg-type]
+    _encrypt_chunks(src, dst, AESGCM(enc_key), prefix, hashlib.sha256(raw).digest(), length, chunk_size,
+                    on_plaintext, on_ciphertext)
     if src.read(1):
         raise ValueError(f"source is longer than the declared {length} bytes")
     return header
+
+
+def _readinto_exact(src: BinaryIO, view: memoryview) -> int:
+    readinto = cast(io.BufferedIOBase, src).readinto  # every binary file object has it; BinaryIO omits it
+    got = 0
+    while got < len(view):
+        part = readinto(view[got:])
+        if not part:
+            break
+        got += part
+    return got
+
+
+def _encrypt_chunks(src: BinaryIO, dst: BinaryIO, aead: AESGCM, prefix: bytes, aad: bytes, length: int,
+                    chunk_size: int, on_plaintext: OnBytes | None, on_ciphertext: OnBytes | None) -> None:
+    """The chunk loop as a three-lane pipeline over I/O blocks of several chunks.
+
+    Lane 1 (this thread) reads block b and encrypts it; lane 2 hands block b's plaintext to
+    ``on_plaintext``; lane 3 writes block b's ciphertext and hands it to ``on_ciphertext``. Reads,
+    writes, AES-GCM (``encrypt_into``) and hashlib all release the GIL, so the lanes use separate
+    cores. Buffers are preallocated, two per lane (block b fills one while block b-1's lanes drain
+    the other), and a buffer is refilled only once the lanes that read it are done with it.
+    """
+    n = chunk_count(length, chunk_size)
+    per_block = max(1, IO_BLOCK // chunk_size)
+    block = min(length, per_block * chunk_size)
+    plain = [bytearray(block), bytearray(block)]
+    cipher = [bytearray(block + TAG_BYTES * per_block), bytearray(block + TAG_BYTES * per_block)]
+    busy: list[list[Future[None]]] = [[], []]
+
+    def emit(ct: memoryview) -> None:
+        dst.write(ct)
+        if on_ciphertext:
+            on_ciphertext(ct)
+
+    # leaving the executors waits for their lanes: no lane reads a buffer after we return
+    with ThreadPoolExecutor(1, "streamcrypt-pt") as pt_lane, ThreadPoolExecutor(1, "streamcrypt-ct") as ct_lane:
+        for b, first in enumerate(range(0, n, per_block)):
+            slot = b % 2
+            for future in busy[slot]:
+                future.result()
+            busy[slot] = []
+            indices = range(first, min(n, first + per_block))
+            want = sum(_plain_len(i, n, chunk_size, length) for i in indices)
+            pv = memoryview(plain[slot])[:want]
+            if _readinto_exact(src, pv) != want:
+                raise ValueError(f"source ended early: expected {length} bytes")
+            if on_plaintext:
+                busy[slot].append(pt_lane.submit(on_plaintext, pv))
+            cv = memoryview(cipher[slot])[: want + TAG_BYTES * len(indices)]
+            p_off = c_off = 0
+            for index in indices:
+                size = _plain_len(index, n, chunk_size, length)
+                nonce = prefix + _NONCE_TAIL.pack(index, index == n - 1)
+                aead.encrypt_into(nonce, pv[p_off : p_off + size], aad, cv[c_off : c_off + size + TAG_BYTES])
+                p_off += size
+                c_off += size + TAG_BYTES
+            busy[slot].append(ct_lane.submit(emit, cv))
+        for futures in busy:
+            for future in futures:
+                future.result()
 
 
 def _parse_header_bytes(raw: bytes) -> StreamHeader:
