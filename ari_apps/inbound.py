@@ -54,6 +54,7 @@ from ccengine.core.events import (
 )
 from ccengine.ivr.connectors import Directory, NoDirectory
 from ccengine.ivr.interpreter import Callback, Hangup, Route, Terminal, Transfer, Voicemail, Walk, lookup
+from ccengine.ivr.pci import mask_windows
 from ccengine.ivr.prompts import PromptCache
 from ccengine.ivr.registry import TreeRegistry
 from ccengine.pbx.protocol import (
@@ -111,6 +112,7 @@ class CallSession:
     ivr: dict[str, Any] | None = None  # what the IVR learned (never secure input)
     intent: str | None = None
     swallow: str = ""  # a terminator still to come after a full-length entry
+    secure_windows: list[tuple[datetime, datetime]] = field(default_factory=list)  # PIN/card entry (IVR)
     transfer_answered: asyncio.Future[None] | None = None
 
 
@@ -234,6 +236,8 @@ class InboundApp:
     async def _journey(self, call: CallSession) -> None:
         try:
             await self.pbx.answer(call.customer)
+            if self.ivr.registry.tree.record:
+                await self._record(call)
             end = await self.ivr.run(call)
             await self._after_ivr(call, end)
         except PbxError as exc:
@@ -568,7 +572,21 @@ class InboundApp:
                               {"customer": call.customer, "agent": call.agent_channel})
 
     async def _record(self, call: CallSession) -> None:
-        """Forced recording from the bridge to the hang-up; only the engine can stop it."""
+        """Forced recording to the hang-up, from the bridge, or from answer where the IVR tree says
+        ``record: true``; only the engine can stop it.
+
+        A call recorded from answer keeps *one* recording: IVR, queue and conversation on one
+        timeline, one manifest, one retention decision. That is what a compliance officer asks for
+        ("the recording of call X") and it keeps positions in the audio true to the call's events;
+        the IVR's secure-input windows become the manifest's mask windows (silence in the stored
+        audio). Reaching the agent then changes nothing; a callback continues it on the new
+        customer channel as a segment, the wait in between kept as silence.
+        """
+        if call.recorder is not None:
+            if call.recorder.channel_id != call.customer:
+                self.recording[call.customer] = call
+                await call.recorder.follow(call.customer, "callback")
+            return
         day = datetime.now(UTC).strftime("%Y/%m/%d")
         path = self.recordings_dir / day / f"{call.id}.wav"
         call.recording_id = str(uuid.uuid4())
@@ -701,8 +719,9 @@ class InboundApp:
                                        size_bytes=size), call)
         if self.vault is None or self.retention is None or not size:
             return
-        fields = ManifestFields(call.recording_id, (call.id,), segments[0].started_at, segments[-1].ended_at,
-                                segments)
+        started, ended = segments[0].started_at, segments[-1].ended_at
+        fields = ManifestFields(call.recording_id, (call.id,), started, ended, segments,
+                                mask_windows(started, ended, call.secure_windows))
         try:
             async with self._sealing:  # one chain append at a time
                 sealed = await asyncio.to_thread(self.vault.seal, path, fields)
