@@ -278,39 +278,44 @@ def _encrypt_chunks(src: BinaryIO, dst: BinaryIO, aead: AESGCM, prefix: bytes, a
                     chunk_size: int, on_plaintext: OnBytes | None, on_ciphertext: OnBytes | None) -> None:
     """The chunk loop as a three-lane pipeline over I/O blocks of several chunks.
 
-    Lane 1 (this thread) reads block b and encrypts it; lane 2 hands block b's plaintext to
-    ``on_plaintext``; lane 3 writes block b's ciphertext and hands it to ``on_ciphertext``. Reads,
-    writes, AES-GCM (``encrypt_into``) and hashlib all release the GIL, so the lanes use separate
-    cores. Buffers are preallocated, two per lane (block b fills one while block b-1's lanes drain
-    the other), and a buffer is refilled only once the lanes that read it are done with it.
+    The plaintext lane reads block b+1 and hands it to ``on_plaintext`` while this thread encrypts
+    block b and the ciphertext lane writes block b-1 and hands it to ``on_ciphertext``. Reads,
+    writes, AES-GCM (``encrypt_into``) and hashlib all release the GIL, so the lanes run on
+    separate cores, each doing about a third of the work. Buffers are preallocated, two per lane,
+    and one is refilled only once every lane is done with its previous contents.
     """
     n = chunk_count(length, chunk_size)
     per_block = max(1, IO_BLOCK // chunk_size)
     block = min(length, per_block * chunk_size)
-    plain = [bytearray(block), bytearray(block)]
-    cipher = [bytearray(block + TAG_BYTES * per_block), bytearray(block + TAG_BYTES * per_block)]
-    busy: list[list[Future[None]]] = [[], []]
+    plain = [memoryview(bytearray(block)), memoryview(bytearray(block))]
+    cipher = [memoryview(bytearray(block + TAG_BYTES * per_block)) for _ in range(2)]
+    blocks = [range(first, min(n, first + per_block)) for first in range(0, n, per_block)]
+
+    def load(b: int) -> memoryview:
+        pv = plain[b % 2][: sum(_plain_len(i, n, chunk_size, length) for i in blocks[b])]
+        if _readinto_exact(src, pv) != len(pv):
+            raise ValueError(f"source ended early: expected {length} bytes")
+        if on_plaintext:
+            on_plaintext(pv)
+        return pv
 
     def emit(ct: memoryview) -> None:
         dst.write(ct)
         if on_ciphertext:
             on_ciphertext(ct)
 
-    # leaving the executors waits for their lanes: no lane reads a buffer after we return
+    # leaving the executors waits for their lanes: no lane touches a buffer after we return
     with ThreadPoolExecutor(1, "streamcrypt-pt") as pt_lane, ThreadPoolExecutor(1, "streamcrypt-ct") as ct_lane:
-        for b, first in enumerate(range(0, n, per_block)):
-            slot = b % 2
-            for future in busy[slot]:
-                future.result()
-            busy[slot] = []
-            indices = range(first, min(n, first + per_block))
-            want = sum(_plain_len(i, n, chunk_size, length) for i in indices)
-            pv = memoryview(plain[slot])[:want]
-            if _readinto_exact(src, pv) != want:
-                raise ValueError(f"source ended early: expected {length} bytes")
-            if on_plaintext:
-                busy[slot].append(pt_lane.submit(on_plaintext, pv))
-            cv = memoryview(cipher[slot])[: want + TAG_BYTES * len(indices)]
+        loading = pt_lane.submit(load, 0)
+        written: list[Future[None] | None] = [None, None]
+        for b, indices in enumerate(blocks):
+            pv = loading.result()
+            if b + 1 < len(blocks):  # its buffer held block b-1, which this thread has encrypted
+                loading = pt_lane.submit(load, b + 1)
+            slot = written[b % 2]
+            if slot is not None:
+                slot.result()  # block b-2 is written and hashed: its buffer is free
+            cv = cipher[b % 2][: len(pv) + TAG_BYTES * len(indices)]
             p_off = c_off = 0
             for index in indices:
                 size = _plain_len(index, n, chunk_size, length)
@@ -318,9 +323,9 @@ def _encrypt_chunks(src: BinaryIO, dst: BinaryIO, aead: AESGCM, prefix: bytes, a
                 aead.encrypt_into(nonce, pv[p_off : p_off + size], aad, cv[c_off : c_off + size + TAG_BYTES])
                 p_off += size
                 c_off += size + TAG_BYTES
-            busy[slot].append(ct_lane.submit(emit, cv))
-        for futures in busy:
-            for future in futures:
+            written[b % 2] = ct_lane.submit(emit, cv)
+        for future in written:
+            if future is not None:
                 future.result()
 
 

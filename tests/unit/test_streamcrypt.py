@@ -212,13 +212,13 @@ def test_pipelined_callbacks_see_every_byte_once_in_order(wrapper: StaticKeyWrap
     data = os.urandom(3 * sc.IO_BLOCK + 12_345)
     seen_pt, seen_ct = bytearray(), bytearray()
 
-    def slow_plaintext(piece: bytes | memoryview) -> None:
-        time.sleep(0.02)  # the encrypting thread runs ahead meanwhile; the buffer must not be refilled
-        seen_pt.extend(piece)
+    def slow_ciphertext(piece: bytes | memoryview) -> None:
+        time.sleep(0.03)  # reading and encrypting run ahead meanwhile; no buffer in use may be refilled
+        seen_ct.extend(piece)
 
     out = io.BytesIO()
     header = sc.encrypt_stream(_Trickle(data), out, wrapper, length=len(data), chunk_size=4096,  # type: ignore[arg-type]
-                               on_plaintext=slow_plaintext, on_ciphertext=seen_ct.extend)
+                               on_plaintext=seen_pt.extend, on_ciphertext=slow_ciphertext)
     assert bytes(seen_pt) == data
     assert bytes(seen_ct) == out.getvalue() and len(seen_ct) == header.ciphertext_length
     assert decrypt(out.getvalue(), wrapper) == data
