@@ -32,10 +32,11 @@ import hmac
 import io
 import os
 import struct
+import threading
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
-from typing import BinaryIO, cast
+from typing import Any, BinaryIO, cast
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
@@ -304,10 +305,13 @@ def _encrypt_chunks(src: BinaryIO, dst: BinaryIO, aead: AESGCM, prefix: bytes, a
         if on_ciphertext:
             on_ciphertext(ct)
 
-    # leaving the executors waits for their lanes: no lane touches a buffer after we return
-    with ThreadPoolExecutor(1, "streamcrypt-pt") as pt_lane, ThreadPoolExecutor(1, "streamcrypt-ct") as ct_lane:
-        loading = pt_lane.submit(load, 0)
-        written: list[Future[None] | None] = [None, None]
+    if len(blocks) == 1:  # nothing to overlap: handing over to the lanes would only add latency
+        emit(_encrypt_block(aead, prefix, aad, n, chunk_size, length, blocks[0], load(0), cipher[0]))
+        return
+    pt_lane, ct_lane = _lanes()
+    loading: Future[memoryview] = pt_lane.submit(load, 0)
+    written: list[Future[None] | None] = [None, None]
+    try:
         for b, indices in enumerate(blocks):
             pv = loading.result()
             if b + 1 < len(blocks):  # its buffer held block b-1, which this thread has encrypted
@@ -315,18 +319,41 @@ def _encrypt_chunks(src: BinaryIO, dst: BinaryIO, aead: AESGCM, prefix: bytes, a
             slot = written[b % 2]
             if slot is not None:
                 slot.result()  # block b-2 is written and hashed: its buffer is free
-            cv = cipher[b % 2][: len(pv) + TAG_BYTES * len(indices)]
-            p_off = c_off = 0
-            for index in indices:
-                size = _plain_len(index, n, chunk_size, length)
-                nonce = prefix + _NONCE_TAIL.pack(index, index == n - 1)
-                aead.encrypt_into(nonce, pv[p_off : p_off + size], aad, cv[c_off : c_off + size + TAG_BYTES])
-                p_off += size
-                c_off += size + TAG_BYTES
-            written[b % 2] = ct_lane.submit(emit, cv)
+            ct = _encrypt_block(aead, prefix, aad, n, chunk_size, length, indices, pv, cipher[b % 2])
+            written[b % 2] = ct_lane.submit(emit, ct)
         for future in written:
             if future is not None:
                 future.result()
+    finally:  # on failure too: no lane may touch a buffer after we return
+        pending: list[Future[Any]] = [loading, *(f for f in written if f is not None)]
+        wait(pending)
+
+
+def _encrypt_block(aead: AESGCM, prefix: bytes, aad: bytes, n: int, chunk_size: int, length: int,
+                   indices: range, pv: memoryview, out: memoryview) -> memoryview:
+    cv = out[: len(pv) + TAG_BYTES * len(indices)]
+    p_off = c_off = 0
+    for index in indices:
+        size = _plain_len(index, n, chunk_size, length)
+        nonce = prefix + _NONCE_TAIL.pack(index, index == n - 1)
+        aead.encrypt_into(nonce, pv[p_off : p_off + size], aad, cv[c_off : c_off + size + TAG_BYTES])
+        p_off += size
+        c_off += size + TAG_BYTES
+    return cv
+
+
+_LANE_LOCK = threading.Lock()
+_LANES: tuple[ThreadPoolExecutor, ThreadPoolExecutor] | None = None
+
+
+def _lanes() -> tuple[ThreadPoolExecutor, ThreadPoolExecutor]:
+    """The plaintext and ciphertext lanes, one thread each, started once: a seal pays no thread
+    start. Streams encrypted at the same time share them; each stream's tasks stay in order."""
+    global _LANES
+    with _LANE_LOCK:
+        if _LANES is None:
+            _LANES = ThreadPoolExecutor(1, "streamcrypt-pt"), ThreadPoolExecutor(1, "streamcrypt-ct")
+        return _LANES
 
 
 def _parse_header_bytes(raw: bytes) -> StreamHeader:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from hypothesis import given, settings
@@ -231,3 +232,15 @@ def test_a_failing_callback_fails_the_stream(wrapper: StaticKeyWrapper) -> None:
 
     with pytest.raises(OSError, match="disk full"):
         sc.encrypt_stream(io.BytesIO(bytes(2 * sc.IO_BLOCK)), io.BytesIO(), wrapper, on_ciphertext=broken)
+
+
+def test_streams_encrypted_at_the_same_time_share_the_lanes_safely(wrapper: StaticKeyWrapper) -> None:
+    sources = [os.urandom(2 * sc.IO_BLOCK + 1000 * i) for i in range(4)]
+
+    def roundtrip(data: bytes) -> bool:
+        out = io.BytesIO()
+        sc.encrypt_stream(io.BytesIO(data), out, wrapper, chunk_size=8192)
+        return decrypt(out.getvalue(), wrapper) == data
+
+    with ThreadPoolExecutor(4) as pool:
+        assert list(pool.map(roundtrip, sources)) == [True] * 4
