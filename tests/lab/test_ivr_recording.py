@@ -26,7 +26,9 @@ pytestmark = pytest.mark.lab
 
 QUEUES = (ROOT / "config" / "lab-queues.yaml").read_text()
 CARD, CVV = "4111111111111111", "739"
-UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.IGNORECASE)
+# identifiers and digests (UUIDs, 32-hex event ids, SHA-256 hex) hold digit runs that can pass Luhn
+IDENTIFIER = re.compile(r"\b(?:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|[0-9a-f]{32,})\b",
+                        re.IGNORECASE)
 
 TREE = """
 version: 1
@@ -70,9 +72,9 @@ nodes:
 
 
 def card_numbers(text: str) -> list[str]:
-    """Luhn-valid 13-19 digit runs, plus the test card however it is spelled out; UUIDs (which may
-    hold digit groups) are not card numbers."""
-    text = UUID.sub("<uuid>", text)
+    """Luhn-valid 13-19 digit runs, plus the test card however it is spelled out; identifiers and
+    digests are not card numbers."""
+    text = IDENTIFIER.sub("<id>", text)
     return find_card_numbers(text) + ([CARD] if CARD in re.sub(r"\D", "", text) else [])
 
 
