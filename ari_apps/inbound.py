@@ -74,6 +74,9 @@ from .ivr import IvrDriver
 
 log = logging.getLogger(__name__)
 
+# an open call as the store has it: the call, its legs, its latest recording, its secure-input windows
+StoredCall = tuple[CallRow, list[LegRow], RecordingRow | None, list[tuple[datetime, datetime]]]
+
 @dataclass
 class VoiceMessage:
     """A message being left: where it is recorded and since when (None: not recording yet)."""
@@ -737,9 +740,12 @@ class InboundApp:
                   call)
 
     # -- reconciliation --------------------------------------------------------------------------
-    async def reconcile(self, snapshot: PbxSnapshot,
-                        stored: list[tuple[CallRow, list[LegRow], RecordingRow | None]]) -> tuple[int, int]:
-        """Align with the PBX after a (re)connect. Returns (calls recovered, calls closed)."""
+    async def reconcile(self, snapshot: PbxSnapshot, stored: list[StoredCall]) -> tuple[int, int]:
+        """Align with the PBX after a (re)connect. Returns (calls recovered, calls closed).
+
+        A recovered call's recording goes on where it was: capture runs on the PBX for as long as
+        the customer's channel lives, whatever the call's state, and is sealed with the secure-input
+        windows the store holds for the call (typed in the IVR before the restart)."""
         live = {c.id: c for c in snapshot.channels}
         bridges = {b.id: b for b in snapshot.bridges}
         closed = 0
@@ -749,7 +755,7 @@ class InboundApp:
                 closed += 1
         recovered = 0
         known = {ch for call in self.sessions.values() for ch in (call.customer, call.agent_channel) if ch}
-        for row, legs, recording in stored:
+        for row, legs, recording, windows in stored:
             if row.id in self.sessions:
                 continue
             customer = next((leg for leg in legs if leg.role == "customer"), None)
@@ -763,18 +769,19 @@ class InboundApp:
             self.sessions[call.id] = call
             self.by_channel[call.customer] = call
             known.add(call.customer)
+            if recording is not None:
+                call.recording_id = recording.id
+                call.recorder = CallRecorder.adopt(
+                    self.pbx, call.customer, Path(recording.path), recording.started_at.replace(tzinfo=UTC),
+                    on_tamper=functools.partial(self._on_tamper, call))
+                call.secure_windows = list(windows)
+                self.recording[call.customer] = call
             bridge = next((b for b in bridges.values() if customer.channel_id in b.channel_ids), None)
             if (row.state == "talking" and agent_leg is not None and agent_leg.channel_id in live
                     and bridge is not None and agent_leg.channel_id in bridge.channel_ids):
                 call.state, call.agent_id, call.agent_channel = "talking", agent_leg.agent_id, agent_leg.channel_id
                 call.bridge_id = bridge.id
                 call.answered_at = row.answered_at.replace(tzinfo=UTC) if row.answered_at else None
-                if recording is not None:
-                    call.recording_id = recording.id
-                    call.recorder = CallRecorder.adopt(
-                        self.pbx, call.customer, Path(recording.path), recording.started_at.replace(tzinfo=UTC),
-                        on_tamper=functools.partial(self._on_tamper, call))
-                    self.recording[call.customer] = call
                 self.by_channel[agent_leg.channel_id] = call
                 known.add(agent_leg.channel_id)
                 call.queue_id = row.queue

@@ -161,3 +161,48 @@ async def test_a_recorded_ivr_masks_card_entry_and_keeps_no_card_number(  # type
     assert not list((workdir / "recordings").rglob("*.wav")), "no plaintext recording left behind"
     await asyncio.sleep(1)
     assert await pbx_channels(lab) == []
+
+
+async def test_an_engine_restart_keeps_the_recording_and_its_masks(  # type: ignore[no-untyped-def]
+        engine_factory, peer, lab, workdir):
+    tree = workdir / "recorded-cards.yaml"
+    tree.write_text(TREE)
+    engine = engine_factory(queues=QUEUES, ivr={"tree": str(tree)})
+    engine.start()
+    await peer.agent_talk_time(12, 12)
+    await peer.call(Customer(number="5553102", digit="", prompt_wait=1.5, patience=60,
+                             script=dtmf_script("2", 1.5, f"{CARD}#", 1.5, f"{CVV}#")))
+    await engine.wait_for(lambda: engine.count_events("call.answered") == 1, 60, "the agent to answer")
+    engine.kill()  # the IVR part, card entry included, is behind us; the engine is gone mid-call
+    await asyncio.sleep(1.5)
+    engine.start()
+    [resynced] = engine.events("engine.resynced")[-1:]
+    assert resynced.data["calls_recovered"] == 1
+    await engine.wait_for(lambda: engine.count_events("call.recording_sealed") == 1, 60, "the sealed recording")
+
+    [call] = engine.calls()
+    assert call.disposition == "completed", call.disposition
+    [started] = engine.events("call.recording_started")  # the recording went on: no second one
+    [sealed] = engine.events("call.recording_sealed")
+    assert sealed.data["recording_id"] == started.data["recording_id"]
+    vault = Vault(engine.settings.recording.vault_dir, create=False)
+    assert vault.verify() == []
+    manifest = vault.manifest(sealed.data["recording_id"]).manifest
+    windows = [(at(e.data["started_at"]), at(e.data["ended_at"])) for e in engine.events("call.secure_input")]
+    assert len(windows) == 2 and manifest.mask_windows
+    for start, end in windows:
+        offsets = ((start - manifest.started_at).total_seconds(), (end - manifest.started_at).total_seconds())
+        assert any(w.seconds[0] <= offsets[0] and w.seconds[1] >= offsets[1] for w in manifest.mask_windows), (
+            offsets, manifest.mask_windows)
+    stored = io.BytesIO()
+    vault.export(sealed.data["recording_id"], stored, masked=False)
+    stored.seek(0)
+    with wave.open(stored) as wav:
+        rate = wav.getframerate()
+        samples = np.frombuffer(wav.readframes(wav.getnframes()), dtype="<i2")
+    for w in manifest.mask_windows:
+        a, b = math.floor(w.seconds[0] * rate), math.ceil(w.seconds[1] * rate)
+        assert b > a and not samples.reshape(-1, 2)[a:b].any()
+    assert not list((workdir / "recordings").rglob("*.wav")), "no plaintext recording left behind"
+    await asyncio.sleep(1)
+    assert await pbx_channels(lab) == []
