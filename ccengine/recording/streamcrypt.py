@@ -227,9 +227,10 @@ def encrypt_stream(
 
     ``context`` (e.g. the recording id) is bound into the key wrap and the header so that a stream
     cannot be passed off as another. The callbacks see every plaintext/ciphertext piece in order
-    (the vault hashes both without a second pass). They run on worker threads, concurrently with
-    encryption, and get views of reused buffers: a callback must consume its piece before returning
-    (``hashlib`` objects' ``update`` does, and releases the GIL while it does).
+    (the vault hashes both without a second pass). For streams of more than one I/O block they run
+    on worker threads, concurrently with encryption; either way they get views of reused buffers, so
+    a callback must consume its piece before returning (``hashlib`` objects' ``update`` does, and
+    releases the GIL while it does).
     """
     if not MIN_CHUNK_SIZE <= chunk_size <= MAX_CHUNK_SIZE:
         raise ValueError(f"chunk_size must be in [{MIN_CHUNK_SIZE}, {MAX_CHUNK_SIZE}]")
