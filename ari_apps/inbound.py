@@ -59,6 +59,7 @@ from ccengine.core.events import (
 )
 from ccengine.ivr.connectors import Directory, NoDirectory
 from ccengine.ivr.interpreter import Callback, Hangup, Route, Terminal, Transfer, Voicemail, Walk, lookup
+from ccengine.ivr.pci import mask_windows
 from ccengine.ivr.prompts import PromptCache
 from ccengine.ivr.registry import TreeRegistry
 from ccengine.pbx.protocol import (
@@ -77,6 +78,9 @@ from ccengine.store.schema import CallRow, LegRow, RecordingRow
 from .ivr import IvrDriver
 
 log = logging.getLogger(__name__)
+
+# an open call as the store has it: the call, its legs, its latest recording, its secure-input windows
+StoredCall = tuple[CallRow, list[LegRow], RecordingRow | None, list[tuple[datetime, datetime]]]
 
 @dataclass
 class VoiceMessage:
@@ -118,6 +122,7 @@ class CallSession:
     ivr: dict[str, Any] | None = None  # what the IVR learned (never secure input)
     intent: str | None = None
     swallow: str = ""  # a terminator still to come after a full-length entry
+    secure_windows: list[tuple[datetime, datetime]] = field(default_factory=list)  # PIN/card entry (IVR)
     transfer_answered: asyncio.Future[None] | None = None
     # how the IVR asked to route the call, kept for a transfer to another queue or agent
     skills: Mapping[str, int] = field(default_factory=dict)
@@ -260,6 +265,8 @@ class InboundApp:
     async def _journey(self, call: CallSession) -> None:
         try:
             await self.pbx.answer(call.customer)
+            if self.ivr.registry.tree.record:
+                await self._record(call)
             end = await self.ivr.run(call)
             await self._after_ivr(call, end)
         except PbxError as exc:
@@ -749,7 +756,21 @@ class InboundApp:
                               {"customer": call.customer, "agent": call.agent_channel})
 
     async def _record(self, call: CallSession) -> None:
-        """Forced recording from the bridge to the hang-up; only the engine can stop it."""
+        """Forced recording to the hang-up, from the bridge, or from answer where the IVR tree says
+        ``record: true``; only the engine can stop it.
+
+        A call recorded from answer keeps *one* recording: IVR, queue and conversation on one
+        timeline, one manifest, one retention decision. That is what a compliance officer asks for
+        ("the recording of call X") and it keeps positions in the audio true to the call's events;
+        the IVR's secure-input windows become the manifest's mask windows (silence in the stored
+        audio). Reaching the agent then changes nothing; a callback continues it on the new
+        customer channel as a segment, the wait in between kept as silence.
+        """
+        if call.recorder is not None:
+            if call.recorder.channel_id != call.customer:
+                self.recording[call.customer] = call
+                await call.recorder.follow(call.customer, "callback")
+            return
         day = datetime.now(UTC).strftime("%Y/%m/%d")
         path = self.recordings_dir / day / f"{call.id}.wav"
         call.recording_id = str(uuid.uuid4())
@@ -885,8 +906,9 @@ class InboundApp:
                                        size_bytes=size), call)
         if self.vault is None or self.retention is None or not size:
             return
-        fields = ManifestFields(call.recording_id, (call.id,), segments[0].started_at, segments[-1].ended_at,
-                                segments)
+        started, ended = segments[0].started_at, segments[-1].ended_at
+        fields = ManifestFields(call.recording_id, (call.id,), started, ended, segments,
+                                mask_windows(started, ended, call.secure_windows))
         try:
             async with self._sealing:  # one chain append at a time
                 sealed = await asyncio.to_thread(self.vault.seal, path, fields)
@@ -902,9 +924,12 @@ class InboundApp:
                   call)
 
     # -- reconciliation --------------------------------------------------------------------------
-    async def reconcile(self, snapshot: PbxSnapshot,
-                        stored: list[tuple[CallRow, list[LegRow], RecordingRow | None]]) -> tuple[int, int]:
-        """Align with the PBX after a (re)connect. Returns (calls recovered, calls closed)."""
+    async def reconcile(self, snapshot: PbxSnapshot, stored: list[StoredCall]) -> tuple[int, int]:
+        """Align with the PBX after a (re)connect. Returns (calls recovered, calls closed).
+
+        A recovered call's recording goes on where it was: capture runs on the PBX for as long as
+        the customer's channel lives, whatever the call's state, and is sealed with the secure-input
+        windows the store holds for the call (typed in the IVR before the restart)."""
         live = {c.id: c for c in snapshot.channels}
         bridges = {b.id: b for b in snapshot.bridges}
         closed = 0
@@ -914,7 +939,7 @@ class InboundApp:
                 closed += 1
         recovered = 0
         known = {ch for call in self.sessions.values() for ch in (call.customer, call.agent_channel) if ch}
-        for row, legs, recording in stored:
+        for row, legs, recording, windows in stored:
             if row.id in self.sessions:
                 continue
             customer = next((leg for leg in legs if leg.role == "customer"), None)
@@ -928,18 +953,19 @@ class InboundApp:
             self.sessions[call.id] = call
             self.by_channel[call.customer] = call
             known.add(call.customer)
+            if recording is not None:
+                call.recording_id = recording.id
+                call.recorder = CallRecorder.adopt(
+                    self.pbx, call.customer, Path(recording.path), recording.started_at.replace(tzinfo=UTC),
+                    on_tamper=functools.partial(self._on_tamper, call))
+                call.secure_windows = list(windows)
+                self.recording[call.customer] = call
             bridge = next((b for b in bridges.values() if customer.channel_id in b.channel_ids), None)
             if (row.state == "talking" and agent_leg is not None and agent_leg.channel_id in live
                     and bridge is not None and agent_leg.channel_id in bridge.channel_ids):
                 call.state, call.agent_id, call.agent_channel = "talking", agent_leg.agent_id, agent_leg.channel_id
                 call.bridge_id = bridge.id
                 call.answered_at = row.answered_at.replace(tzinfo=UTC) if row.answered_at else None
-                if recording is not None:
-                    call.recording_id = recording.id
-                    call.recorder = CallRecorder.adopt(
-                        self.pbx, call.customer, Path(recording.path), recording.started_at.replace(tzinfo=UTC),
-                        on_tamper=functools.partial(self._on_tamper, call))
-                    self.recording[call.customer] = call
                 self.by_channel[agent_leg.channel_id] = call
                 known.add(agent_leg.channel_id)
                 call.queue_id = row.queue

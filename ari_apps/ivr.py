@@ -142,7 +142,9 @@ class IvrDriver:
             return await self._gather(call, action)
         finally:
             if action.secure and call.walk is not None:
-                self.emit(CallSecureInput(node=call.walk.node_id, started_at=started, ended_at=self.clock()), call)
+                ended = self.clock()
+                call.secure_windows.append((started, ended))  # masked in the call's recording
+                self.emit(CallSecureInput(node=call.walk.node_id, started_at=started, ended_at=ended), call)
 
     async def _next_digit(self, call: CallSession) -> str:
         """The next digit, skipping a terminator pressed after a full-length entry (it belongs to it)."""

@@ -22,7 +22,7 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ari_apps.inbound import InboundApp
+from ari_apps.inbound import InboundApp, StoredCall
 from ari_apps.supervision import Supervision
 
 from .acd.definitions import load_queue_config
@@ -37,6 +37,7 @@ from .control import socket_path
 from .core.bus import EventBus
 from .core.events import CallbackAttempted, CallbackFinished, CallbackScheduled, EnginePbxLink, EngineResynced, Event
 from .ivr.connectors import Directory, HttpDirectory, NoDirectory
+from .ivr.pci import secure_windows
 from .ivr.prompts import PromptCache
 from .ivr.registry import TreeRegistry
 from .pbx.asterisk.adapter import AsteriskAdapter
@@ -304,7 +305,7 @@ class Engine:
         if self.acd.callbacks.pending:
             log.info("%d callback(s) promised while closed are pending", len(self.acd.callbacks.pending))
 
-    def _open_calls(self) -> list[tuple[CallRow, list[LegRow], RecordingRow | None]]:
+    def _open_calls(self) -> list[StoredCall]:
         with Session(self.db) as session:
             calls = session.scalars(select(CallRow).where(CallRow.ended_at.is_(None))).all()
             result = []
@@ -313,7 +314,7 @@ class Engine:
                                             .order_by(LegRow.created_at)))
                 recording = session.scalars(select(RecordingRow).where(RecordingRow.call_id == call.id)
                                             .order_by(RecordingRow.started_at.desc())).first()
-                result.append((call, legs, recording))
+                result.append((call, legs, recording, secure_windows(self.db, call.id)))
             session.expunge_all()
             return result
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, TypeAdapter, ValidationError, model_validator
 
 from ..acd.definitions import Calendar
 from ..yamlconf import ConfigError, ConfigIssue, LocatedDocument, load_yaml, parse_yaml, validation_issues
@@ -313,6 +313,9 @@ class TreeHeader(_Model):
     id: NodeId
     start: NodeId
     language: Annotated[str, Field(pattern=r"^[a-z]{2}$")] = "en"
+    # record callers from answer (IVR included), not only once an agent is bridged; strict: a
+    # compliance switch takes true or false, never a string that happens to parse as one
+    record: StrictBool = False
     calendars: dict[str, Calendar] = Field(default_factory=dict)
     nodes: dict[str, Any] = Field(min_length=1)
 
@@ -330,6 +333,7 @@ class Tree:
     nodes: Mapping[str, Any]  # node id → node model
     lines: Mapping[str, int]  # node id → line in the file
     source: str
+    record: bool = False  # the call is recorded from answer, IVR included
     media_cache: dict[tuple[int, str], Any] = field(default_factory=dict, compare=False, repr=False)
 
     def node(self, node_id: str) -> Any:
@@ -508,7 +512,8 @@ def parse_tree(doc: LocatedDocument, text: str, queues: Iterable[str] | None = N
         raise ConfigError(sorted(issues, key=lambda i: (i.line, i.column)))
     lines = {n: doc.locate(("nodes", n))[0].line for n in nodes}
     version = hashlib.sha256(text.encode()).hexdigest()[:12]
-    return Tree(header.id, version, header.start, header.language, header.calendars, nodes, lines, doc.file)
+    return Tree(header.id, version, header.start, header.language, header.calendars, nodes, lines, doc.file,
+                header.record)
 
 
 def _node_issues(doc: LocatedDocument, node_id: str, exc: ValidationError) -> list[ConfigIssue]:

@@ -45,7 +45,7 @@ class CapturedSegment:
     index: int
     path: Path  # MixMonitor's mixed file; replaced by the two-channel file when the call ends
     started_at: datetime
-    reason: str = "start"  # start | restart_after_stop | restart_after_failure
+    reason: str = "start"  # start | restart_after_stop | restart_after_failure | callback
     ended_at: datetime | None = None
 
     @property
@@ -98,6 +98,17 @@ class CallRecorder:
                                        f"r({segment.caller_path})t({segment.agent_path})")
         self.segments.append(segment)
         self._last_size, self._last_growth = -1, time.monotonic()
+
+    async def follow(self, channel_id: str, reason: str) -> int:
+        """Continue on another channel of the same call (the customer was called back) as a new
+        segment; the old channel is gone, so its stop is not a tamper attempt to undo."""
+        if self._restoring is not None:
+            self._restoring.cancel()
+        if self.segments and self.segments[-1].ended_at is None:
+            self.segments[-1].ended_at = datetime.now(UTC)
+        self.channel_id = channel_id
+        await self._start_segment(self._next_path(), reason)
+        return len(self.segments) - 1
 
     def _next_path(self) -> Path:
         return self.path.with_name(f"{self.path.stem}.{len(self.segments)}{self.path.suffix}")

@@ -32,9 +32,11 @@ import hmac
 import io
 import os
 import struct
+import threading
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import Any, BinaryIO, cast
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
@@ -64,7 +66,7 @@ _U16 = struct.Struct(">H")
 _WRAP_AAD = b"ccengine/streamcrypt/v1/dek\0"
 _HKDF_INFO = b"ccengine/streamcrypt/v1/subkeys"
 
-OnBytes = Callable[[bytes], None]
+OnBytes = Callable[[bytes | memoryview], None]
 
 
 class StreamError(Exception):
@@ -225,7 +227,10 @@ def encrypt_stream(
 
     ``context`` (e.g. the recording id) is bound into the key wrap and the header so that a stream
     cannot be passed off as another. The callbacks see every plaintext/ciphertext piece in order
-    (used by the vault to hash both without a second pass).
+    (the vault hashes both without a second pass). For streams of more than one I/O block they run
+    on worker threads, concurrently with encryption; either way they get views of reused buffers, so
+    a callback must consume its piece before returning (``hashlib`` objects' ``update`` does, and
+    releases the GIL while it does).
     """
     if not MIN_CHUNK_SIZE <= chunk_size <= MAX_CHUNK_SIZE:
         raise ValueError(f"chunk_size must be in [{MIN_CHUNK_SIZE}, {MAX_CHUNK_SIZE}]")
@@ -250,44 +255,106 @@ def encrypt_stream(
     )
     raw = body + hmac.new(mac_key, body, hashlib.sha256).digest()
     header = _parse_header_bytes(raw)
-    aad = hashlib.sha256(raw).digest()
     dst.write(raw)
     if on_ciphertext:
         on_ciphertext(raw)
-
-    aead = AESGCM(enc_key)
-    # I/O in blocks of several chunks: fewer syscalls and callback calls; each block is a fresh
-    # object that is never mutated afterwards, so callbacks may hash it on another thread.
-    per_block = max(1, IO_BLOCK // chunk_size)
-    into = getattr(aead, "encrypt_into", None)
-    last_index = n - 1
-    for first in range(0, n, per_block):
-        indices = range(first, min(n, first + per_block))
-        want = sum(_plain_len(i, n, chunk_size, length) for i in indices)
-        pt = _read_exact(src, want)
-        if len(pt) != want:
-            raise ValueError(f"source ended early: expected {length} bytes")
-        if on_plaintext:
-            on_plaintext(pt)
-        ct = bytearray(want + TAG_BYTES * len(indices))
-        pv, cv = memoryview(pt), memoryview(ct)
-        p_off = c_off = 0
-        for index in indices:
-            size = _plain_len(index, n, chunk_size, length)
-            nonce = prefix + _NONCE_TAIL.pack(index, index == last_index)
-            if into is not None:
-                into(nonce, pv[p_off : p_off + size], aad, cv[c_off : c_off + size + TAG_BYTES])
-            else:  # cryptography < 45
-                cv[c_off : c_off + size + TAG_BYTES] = aead.encrypt(nonce, pv[p_off : p_off + size], aad)
-            p_off += size
-            c_off += size + TAG_BYTES
-        del pv, cv
-        dst.write(ct)
-        if on_ciphertext:
-            on_ciphertext(ct)  # type: ignore[arg-type]
+    _encrypt_chunks(src, dst, AESGCM(enc_key), prefix, hashlib.sha256(raw).digest(), length, chunk_size,
+                    on_plaintext, on_ciphertext)
     if src.read(1):
         raise ValueError(f"source is longer than the declared {length} bytes")
     return header
+
+
+def _readinto_exact(src: BinaryIO, view: memoryview) -> int:
+    readinto = cast(io.BufferedIOBase, src).readinto  # every binary file object has it; BinaryIO omits it
+    got = 0
+    while got < len(view):
+        part = readinto(view[got:])
+        if not part:
+            break
+        got += part
+    return got
+
+
+def _encrypt_chunks(src: BinaryIO, dst: BinaryIO, aead: AESGCM, prefix: bytes, aad: bytes, length: int,
+                    chunk_size: int, on_plaintext: OnBytes | None, on_ciphertext: OnBytes | None) -> None:
+    """The chunk loop as a three-lane pipeline over I/O blocks of several chunks.
+
+    The plaintext lane reads block b+1 and hands it to ``on_plaintext`` while this thread encrypts
+    block b and the ciphertext lane writes block b-1 and hands it to ``on_ciphertext``. Reads,
+    writes, AES-GCM (``encrypt_into``) and hashlib all release the GIL, so the lanes run on
+    separate cores, each doing about a third of the work. Buffers are preallocated, two per lane,
+    and one is refilled only once every lane is done with its previous contents.
+    """
+    n = chunk_count(length, chunk_size)
+    per_block = max(1, IO_BLOCK // chunk_size)
+    block = min(length, per_block * chunk_size)
+    plain = [memoryview(bytearray(block)), memoryview(bytearray(block))]
+    cipher = [memoryview(bytearray(block + TAG_BYTES * per_block)) for _ in range(2)]
+    blocks = [range(first, min(n, first + per_block)) for first in range(0, n, per_block)]
+
+    def load(b: int) -> memoryview:
+        pv = plain[b % 2][: sum(_plain_len(i, n, chunk_size, length) for i in blocks[b])]
+        if _readinto_exact(src, pv) != len(pv):
+            raise ValueError(f"source ended early: expected {length} bytes")
+        if on_plaintext:
+            on_plaintext(pv)
+        return pv
+
+    def emit(ct: memoryview) -> None:
+        dst.write(ct)
+        if on_ciphertext:
+            on_ciphertext(ct)
+
+    if len(blocks) == 1:  # nothing to overlap: handing over to the lanes would only add latency
+        emit(_encrypt_block(aead, prefix, aad, n, chunk_size, length, blocks[0], load(0), cipher[0]))
+        return
+    pt_lane, ct_lane = _lanes()
+    loading: Future[memoryview] = pt_lane.submit(load, 0)
+    written: list[Future[None] | None] = [None, None]
+    try:
+        for b, indices in enumerate(blocks):
+            pv = loading.result()
+            if b + 1 < len(blocks):  # its buffer held block b-1, which this thread has encrypted
+                loading = pt_lane.submit(load, b + 1)
+            slot = written[b % 2]
+            if slot is not None:
+                slot.result()  # block b-2 is written and hashed: its buffer is free
+            ct = _encrypt_block(aead, prefix, aad, n, chunk_size, length, indices, pv, cipher[b % 2])
+            written[b % 2] = ct_lane.submit(emit, ct)
+        for future in written:
+            if future is not None:
+                future.result()
+    finally:  # on failure too: no lane may touch a buffer after we return
+        pending: list[Future[Any]] = [loading, *(f for f in written if f is not None)]
+        wait(pending)
+
+
+def _encrypt_block(aead: AESGCM, prefix: bytes, aad: bytes, n: int, chunk_size: int, length: int,
+                   indices: range, pv: memoryview, out: memoryview) -> memoryview:
+    cv = out[: len(pv) + TAG_BYTES * len(indices)]
+    p_off = c_off = 0
+    for index in indices:
+        size = _plain_len(index, n, chunk_size, length)
+        nonce = prefix + _NONCE_TAIL.pack(index, index == n - 1)
+        aead.encrypt_into(nonce, pv[p_off : p_off + size], aad, cv[c_off : c_off + size + TAG_BYTES])
+        p_off += size
+        c_off += size + TAG_BYTES
+    return cv
+
+
+_LANE_LOCK = threading.Lock()
+_LANES: tuple[ThreadPoolExecutor, ThreadPoolExecutor] | None = None
+
+
+def _lanes() -> tuple[ThreadPoolExecutor, ThreadPoolExecutor]:
+    """The plaintext and ciphertext lanes, one thread each, started once: a seal pays no thread
+    start. Streams encrypted at the same time share them; each stream's tasks stay in order."""
+    global _LANES
+    with _LANE_LOCK:
+        if _LANES is None:
+            _LANES = ThreadPoolExecutor(1, "streamcrypt-pt"), ThreadPoolExecutor(1, "streamcrypt-ct")
+        return _LANES
 
 
 def _parse_header_bytes(raw: bytes) -> StreamHeader:

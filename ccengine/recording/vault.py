@@ -21,9 +21,7 @@ import contextlib
 import hashlib
 import json
 import os
-import queue
 import shutil
-import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -84,34 +82,19 @@ class RecordingSummary:
     key_status: str
 
 
-class _BackgroundSha256:
-    """SHA-256 on a worker thread: hashlib releases the GIL, so two of these run beside AES-GCM."""
-
-    _STOP = b""
+class _Sha256Count:
+    """SHA-256 and byte count of a stream fed piece by piece (from a streamcrypt lane)."""
 
     def __init__(self) -> None:
         self._hash = hashlib.sha256()
-        self._q: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
         self.size = 0
 
-    def _run(self) -> None:
-        while (item := self._q.get()) is not None:
-            self._hash.update(item)
-
-    def update(self, data: bytes) -> None:
+    def update(self, data: bytes | memoryview) -> None:
+        self._hash.update(data)
         self.size += len(data)
-        self._q.put(data)
 
     def hexdigest(self) -> str:
-        self._q.put(None)
-        self._thread.join()
         return self._hash.hexdigest()
-
-    def abort(self) -> None:
-        self._q.put(None)
-        self._thread.join()
 
 
 def _hash_file(path: Path) -> tuple[str, int]:
@@ -207,10 +190,9 @@ class Vault:
             rdir.mkdir(mode=0o750)
         except FileExistsError:
             raise VaultError(f"recording {rid} already exists in the vault") from None
-        pt_hash = ct_hash = None
         try:
             key = self.keystore.create(rid)
-            pt_hash, ct_hash = _BackgroundSha256(), _BackgroundSha256()
+            pt_hash, ct_hash = _Sha256Count(), _Sha256Count()
             data_path = rdir / DATA_FILE
             with open(plaintext_path, "rb") as raw, open(data_path, "xb") as out:
                 length = os.fstat(raw.fileno()).st_size
@@ -255,9 +237,6 @@ class Vault:
             fsync_dir(rdir)
             entry = self.chain.append(signed)
         except BaseException:
-            for h in (pt_hash, ct_hash):
-                if h is not None and h._thread.is_alive():
-                    h.abort()
             shutil.rmtree(rdir, ignore_errors=True)
             with contextlib.suppress(KeyRingError, OSError):
                 self.keystore.discard(rid)

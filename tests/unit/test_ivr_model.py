@@ -117,3 +117,21 @@ def test_dot_has_every_edge_and_stats_labels() -> None:
     assert "7 entries" in dot
     edges = sum(len(n.exits()) for n in tree.nodes.values())
     assert dot.count(" -> ") == edges
+
+
+RECORDED = """version: 1
+id: t
+start: bye
+record: {value}
+nodes:
+  bye: {{type: hangup, say: Goodbye.}}
+"""
+
+
+def test_record_from_answer_is_a_strict_tree_level_switch(tmp_path: Path) -> None:
+    assert tree_from_text(RECORDED.format(value="true")).record is True
+    assert tree_from_text(RECORDED.format(value="x").replace("record: x\n", "")).record is False
+    for value in ('"yes"', "1"):
+        path = tmp_path / "tree.yaml"
+        path.write_text(RECORDED.format(value=value))
+        assert issues(path) == [f"{path}:4:1: record: Input should be a valid boolean"], value

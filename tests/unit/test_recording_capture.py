@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import wave
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import cast
 
-from ccengine.recording.capture import CapturedSegment, join_segments
+from ccengine.pbx.protocol import PbxAdapter
+from ccengine.recording.capture import CallRecorder, CapturedSegment, join_segments
 
 RATE = 8000
 
@@ -47,3 +50,31 @@ def test_a_segment_without_audio_is_skipped(tmp_path: Path) -> None:
     join_segments(first, segments)
     with wave.open(str(first)) as joined:
         assert joined.getnframes() == RATE
+
+
+class _Pbx:
+    """Just enough PBX for a recorder: remembers which channel each capture started on."""
+
+    def __init__(self) -> None:
+        self.started: list[tuple[str, str]] = []
+
+    async def start_recording(self, channel_id: str, path: str, options: str = "") -> None:
+        self.started.append((channel_id, path))
+
+
+def test_a_callback_continues_the_recording_on_the_new_channel(tmp_path: Path) -> None:
+    async def scenario() -> CallRecorder:
+        recorder = CallRecorder(cast(PbxAdapter, pbx), "caller-leg", tmp_path / "call.wav",
+                                on_tamper=lambda *attempt: tampered.append(attempt))
+        await recorder.start()
+        recorder.on_change("stopped", datetime.now(UTC))  # the caller hung up to be called back
+        await recorder.follow("callback-leg", "callback")
+        await asyncio.sleep(recorder.grace * 2)  # the stop of the old leg must not be "restored"
+        return recorder
+
+    pbx, tampered = _Pbx(), list[tuple[object, ...]]()
+    recorder = asyncio.run(scenario())
+    assert pbx.started == [("caller-leg", str(tmp_path / "call.wav")), ("callback-leg", str(tmp_path / "call.1.wav"))]
+    assert [(s.index, s.reason) for s in recorder.segments] == [(0, "start"), (1, "callback")]
+    assert recorder.segments[0].ended_at is not None and recorder.segments[1].ended_at is None
+    assert recorder.channel_id == "callback-leg" and tampered == [] and recorder.attempts == 0

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import os
+import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from hypothesis import given, settings
@@ -191,3 +193,54 @@ def test_encrypt_requires_exact_length(wrapper: StaticKeyWrapper) -> None:
         sc.encrypt_stream(io.BytesIO(b"abc"), io.BytesIO(), wrapper, length=10, chunk_size=CHUNK)
     with pytest.raises(ValueError, match="longer"):
         sc.encrypt_stream(io.BytesIO(b"abcdef"), io.BytesIO(), wrapper, length=3, chunk_size=CHUNK)
+
+
+class _Trickle(io.RawIOBase):
+    """A source that returns short reads, as pipes and masked readers do."""
+
+    def __init__(self, data: bytes) -> None:
+        self._src = io.BytesIO(data)
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        return self._src.readinto(buffer[:40_000])
+
+
+def test_pipelined_callbacks_see_every_byte_once_in_order(wrapper: StaticKeyWrapper) -> None:
+    """Several I/O blocks with reused buffers: a slow callback must still see its own block intact."""
+    data = os.urandom(3 * sc.IO_BLOCK + 12_345)
+    seen_pt, seen_ct = bytearray(), bytearray()
+
+    def slow_ciphertext(piece: bytes | memoryview) -> None:
+        time.sleep(0.03)  # reading and encrypting run ahead meanwhile; no buffer in use may be refilled
+        seen_ct.extend(piece)
+
+    out = io.BytesIO()
+    header = sc.encrypt_stream(_Trickle(data), out, wrapper, length=len(data), chunk_size=4096,  # type: ignore[arg-type]
+                               on_plaintext=seen_pt.extend, on_ciphertext=slow_ciphertext)
+    assert bytes(seen_pt) == data
+    assert bytes(seen_ct) == out.getvalue() and len(seen_ct) == header.ciphertext_length
+    assert decrypt(out.getvalue(), wrapper) == data
+
+
+def test_a_failing_callback_fails_the_stream(wrapper: StaticKeyWrapper) -> None:
+    def broken(piece: bytes | memoryview) -> None:
+        if len(piece) > 1000:  # the header passes; the first block (on the ciphertext lane) fails
+            raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        sc.encrypt_stream(io.BytesIO(bytes(2 * sc.IO_BLOCK)), io.BytesIO(), wrapper, on_ciphertext=broken)
+
+
+def test_streams_encrypted_at_the_same_time_share_the_lanes_safely(wrapper: StaticKeyWrapper) -> None:
+    sources = [os.urandom(2 * sc.IO_BLOCK + 1000 * i) for i in range(4)]
+
+    def roundtrip(data: bytes) -> bool:
+        out = io.BytesIO()
+        sc.encrypt_stream(io.BytesIO(data), out, wrapper, chunk_size=8192)
+        return decrypt(out.getvalue(), wrapper) == data
+
+    with ThreadPoolExecutor(4) as pool:
+        assert list(pool.map(roundtrip, sources)) == [True] * 4
