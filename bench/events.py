@@ -4,7 +4,7 @@
 core) follow a stream of events published at 5,000 events/s for 10 s.
 
 * ccengine: events are published on the engine's bus, stored by the real store writer in
-  SQLite (its 50 ms batching linger included), handed to the event hub after commit and
+  SQLite (with its batching: a 50 ms linger unless 50 events are waiting), handed to the event hub after commit and
   sent by the real API server (token auth, role filter, resume offsets; plain HTTP on
   loopback unless --tls). Two latencies: publish -> subscriber (end to end, what a client
   experiences), and commit -> subscriber (the stream's own fan-out).
@@ -154,12 +154,12 @@ async def run_baseline(n: int, rate: int, seconds: float, tmp: Path, processes: 
 
 
 async def run_ccengine(n: int, rate: int, seconds: float, tmp: Path, processes: int, tls: bool,
-                       linger: float) -> dict[str, float]:
+                       linger: float, min_batch: int) -> dict[str, float]:
     url = f"sqlite:///{tmp / 'bench.db'}"
     upgrade(url)
     db = make_engine(url)
     bus = EventBus()
-    writer = StoreWriter(db, bus, linger=linger)
+    writer = StoreWriter(db, bus, linger=linger, min_batch=min_batch)
     hub = EventHub(db)
     total = int(rate * seconds)
     publish_ns = np.zeros(total + 2, dtype=np.int64)
@@ -252,12 +252,13 @@ async def bench(args: argparse.Namespace) -> None:
     total = int(args.rate * args.seconds)
     with tempfile.TemporaryDirectory(prefix="ccengine-bench-events-") as tmp:
         print(f"{args.subscribers} subscribers in {args.subscriber_processes} process(es), {args.rate:,} events/s "
-              f"for {args.seconds:.0f} s ({total:,} events each); store writer linger {args.linger * 1000:.0f} ms; "
+              f"for {args.seconds:.0f} s ({total:,} events each); store writer linger {args.linger * 1000:.0f} ms "
+              f"or {args.min_batch} events; "
               f"TLS {'on' if args.tls else 'off'}; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
         base = await run_baseline(args.subscribers, args.rate, args.seconds, Path(tmp), args.subscriber_processes)
         show("baseline", base, total)
         ours = await run_ccengine(args.subscribers, args.rate, args.seconds, Path(tmp), args.subscriber_processes,
-                                  args.tls, args.linger)
+                                  args.tls, args.linger, args.min_batch)
         show("ccengine", ours, total)
         print(f"ratio ccengine/baseline: p50 {ours['p50_ms'] / base['p50_ms']:.1f}x, "
               f"p99 {ours['p99_ms'] / base['p99_ms']:.1f}x, p99.9 {ours['p999_ms'] / base['p999_ms']:.1f}x, "
@@ -273,7 +274,10 @@ def main() -> None:
     parser.add_argument("--subscribers", type=int, default=100)
     parser.add_argument("--rate", type=int, default=5000)
     parser.add_argument("--seconds", type=float, default=10.0)
-    parser.add_argument("--linger", type=float, default=0.05, help="store writer linger (the engine's is 0.05)")
+    parser.add_argument("--linger", type=float, default=0.05,
+                        help="store writer linger, s (the engine's database.write_linger, default 0.05)")
+    parser.add_argument("--min-batch", type=int, default=50,
+                        help="events that end the linger at once (database.write_min_batch, default 50)")
     parser.add_argument("--subscriber-processes", type=int, default=1,
                         help="processes the subscribers are spread over (one per spare core)")
     parser.add_argument("--tls", action="store_true")
