@@ -56,6 +56,10 @@ class PbxSettings(_Strict):
 
 class DatabaseSettings(_Strict):
     url: str = "sqlite:///var/ccengine.db"
+    write_linger: float = Field(0.05, ge=0, le=1.0, description=(
+        "seconds the first event of a store batch waits for companions: fewer transactions (CPU) "
+        "against event-stream latency"))
+    write_min_batch: int = Field(50, ge=1, le=500, description="events waiting that end the linger at once")
 
 
 class PathsSettings(_Strict):
@@ -156,7 +160,7 @@ class Settings(_Strict):
         if url.startswith(prefix) and not url.startswith(prefix + "/") and ":memory:" not in url:
             url = prefix + str(anchor(Path(url[len(prefix):])))
         return self.model_copy(update={
-            "database": DatabaseSettings(url=url),
+            "database": self.database.model_copy(update={"url": url}),
             "paths": PathsSettings(
                 state_dir=anchor(self.paths.state_dir),
                 recordings_dir=anchor(self.paths.recordings_dir),

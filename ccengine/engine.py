@@ -87,7 +87,8 @@ class Engine:
         self.settings = settings
         self.bus = EventBus()
         self.db = make_engine(settings.database.url)
-        self.writer = StoreWriter(self.db, self.bus)
+        self.writer = StoreWriter(self.db, self.bus, linger=settings.database.write_linger,
+                                  min_batch=settings.database.write_min_batch)
         self.pbx: PbxAdapter = pbx or AsteriskAdapter(settings.pbx)
         # queue definitions are validated before anything starts: a bad file stops the engine
         self.acd = Acd(load_queue_config(settings.acd.queues), self.bus.publish,

@@ -39,8 +39,11 @@ class StreamItem:
     frame: str  # the JSON text sent to clients
 
 
+_encode = json.JSONEncoder(separators=(",", ":"), default=str).encode  # one encoder: json.dumps builds one a call
+
+
 def frame(seq: int, event: dict[str, Any]) -> str:
-    return json.dumps({"seq": seq, **event}, separators=(",", ":"), default=str)
+    return _encode({"seq": seq, **event})
 
 
 def _iso(at: datetime) -> str:
@@ -50,9 +53,10 @@ def _iso(at: datetime) -> str:
 def item_of(seq: int, event: Event) -> StreamItem:
     """Built by hand rather than by ``model_dump``: a fifth of the cost, and the same text as
     ``item_of_row`` gives for the stored row (live and replayed frames are identical)."""
-    body = {"id": event.id, "type": event.type, "version": event.version, "occurred_at": _iso(event.occurred_at),
-            "call_id": event.call_id, "agent_id": event.agent_id, "queue": event.queue, "data": event.data}
-    return StreamItem(seq, event.type, event.agent_id, event.queue, event.call_id, frame(seq, body))
+    text = _encode({"seq": seq, "id": event.id, "type": event.type, "version": event.version,
+                    "occurred_at": _iso(event.occurred_at), "call_id": event.call_id, "agent_id": event.agent_id,
+                    "queue": event.queue, "data": event.data})
+    return StreamItem(seq, event.type, event.agent_id, event.queue, event.call_id, text)
 
 
 def item_of_row(row: EventRow) -> StreamItem:

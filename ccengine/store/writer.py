@@ -8,18 +8,19 @@ with the event log they are derived from.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import Engine, insert, select, update
+from sqlalchemy import Engine, insert, update
 from sqlalchemy.orm import Session
 
 from ..core.bus import EventBus, Subscription
 from ..core.events import Event
-from .schema import AgentRow, CallRow, EventRow, LegRow, QueueLogRow, RecordingRow, RetentionRow
+from .schema import AgentRow, Base, CallRow, EventRow, LegRow, QueueLogRow, RecordingRow, RetentionRow
 
 log = logging.getLogger(__name__)
 
@@ -239,6 +240,10 @@ PROJECTORS: dict[str, Projector] = {
 }
 
 
+_EVENTS = Base.metadata.tables[EventRow.__tablename__]
+_QUEUE_LOG = Base.metadata.tables[QueueLogRow.__tablename__]
+
+
 def apply_events(engine: Engine, events: list[Event]) -> list[int]:
     """Append ``events`` to the log and project them, in one transaction; returns their ``seq``.
 
@@ -262,22 +267,26 @@ def apply_events(engine: Engine, events: list[Event]) -> list[int]:
             if projector is not None:
                 projector(session, e)
         session.flush()
-        session.execute(insert(EventRow), log_rows)
-        # one indexed read for the seqs (ordered RETURNING makes SQLite insert row by row)
-        found = session.execute(select(EventRow.id, EventRow.seq).where(EventRow.id.in_([r["id"] for r in log_rows])))
-        seq_of: dict[str, int] = {event_id: seq for event_id, seq in found}
+        # unordered RETURNING lets the rows go in as multi-row INSERTs; the seqs are matched by id
+        inserted = session.execute(insert(_EVENTS).returning(_EVENTS.c.id, _EVENTS.c.seq), log_rows)
+        seq_of: dict[str, int] = {event_id: seq for event_id, seq in inserted}
         seqs = [seq_of[str(row["id"])] for row in log_rows]
         if queue_rows:
-            session.execute(insert(QueueLogRow), queue_rows)
+            session.execute(insert(_QUEUE_LOG), queue_rows)
     return seqs
 
 
 class StoreWriter:
-    def __init__(self, engine: Engine, bus: EventBus, batch: int = 500, linger: float = 0.05):
+    """Batches bus events into transactions: the first event of a batch waits up to ``linger`` for
+    companions (a call's burst of events then shares one transaction) unless ``min_batch`` are
+    already waiting (under load a batch fills by itself: waiting would only add latency)."""
+
+    def __init__(self, engine: Engine, bus: EventBus, batch: int = 500, linger: float = 0.05, min_batch: int = 50):
         self.engine = engine
         self._subscription: Subscription = bus.subscribe("store", maxsize=100_000)
         self._batch = batch
         self._linger = linger
+        self._min_batch = min(min_batch, batch)
         self._task: asyncio.Task[None] | None = None
         self._idle = asyncio.Event()
         # called after each commit with the stored events and their seq (the API stream's offsets)
@@ -293,10 +302,7 @@ class StoreWriter:
                 self._idle.set()
             events = [await queue.get()]
             self._idle.clear()
-            if queue.qsize() < self._batch:  # under a backlog a full batch is ready: no reason to wait
-                await asyncio.sleep(self._linger)  # let a call's burst of events share one transaction
-            while len(events) < self._batch and not queue.empty():
-                events.append(queue.get_nowait())
+            await self._fill(events)
             try:
                 self._notify(zip(await asyncio.to_thread(apply_events, self.engine, events), events, strict=True))
             except Exception:
@@ -307,6 +313,21 @@ class StoreWriter:
                                          strict=True))
                     except Exception:
                         log.exception("event %s (%s) could not be stored", single.id, single.type)
+
+    async def _fill(self, events: list[Event]) -> None:
+        """Add what is waiting to ``events``; linger for more while fewer than ``min_batch``."""
+        queue = self._subscription.queue
+
+        def take_waiting() -> None:
+            while len(events) < self._batch and not queue.empty():
+                events.append(queue.get_nowait())
+
+        take_waiting()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self._linger):
+                while len(events) < self._min_batch:
+                    events.append(await queue.get())
+                    take_waiting()
 
     def _notify(self, stored: Iterable[tuple[int, Event]]) -> None:
         if self.committed:

@@ -85,6 +85,19 @@ def test_defaults_apply_and_are_anchored(tmp_path: Path) -> None:
     assert settings.pbx.ami.port == 15038
     assert settings.paths.recordings_dir == tmp_path / "cfg" / "var" / "recordings"
     assert settings.database.url == f"sqlite:///{tmp_path / 'cfg' / 'var' / 'ccengine.db'}"
+    assert (settings.database.write_linger, settings.database.write_min_batch) == (0.05, 50)
+
+
+def test_store_batching_is_configurable_and_bounded(tmp_path: Path) -> None:
+    good = MINIMAL + "database:\n  write_linger: 0.005\n  write_min_batch: 10\n"
+    settings = load_settings(write(tmp_path / "good", good))
+    assert (settings.database.write_linger, settings.database.write_min_batch) == (0.005, 10)
+    bad = MINIMAL + "database:\n  write_linger: -1\n  write_min_batch: 0\n"
+    with pytest.raises(ConfigError) as info:
+        load_settings(write(tmp_path / "bad", bad))
+    got = {i.key: i.line for i in info.value.issues}
+    assert got == {"database.write_linger": where(bad, "write_linger")[0],
+                   "database.write_min_batch": where(bad, "write_min_batch")[0]}
 
 
 # ------------------------------------------------------------------ bad files
