@@ -25,7 +25,9 @@ entry (as above) to the agent connected to the caller, for both systems from the
 switch's AMI bridge events on this process's clock - the first moment the
 caller's bridge holds the agent's channel, or a Local channel whose other half
 is bridged with it (app_agent_pool before Local channel optimisation). Callers
-hang up after ``--lines-talk`` seconds; the agents never do.
+hang up after ``--lines-talk`` seconds; the agents never do. Both give the agent
+a zip tone (Asterisk's ``beep``): app_agent_pool plays it before it connects
+(its ``custom_beep``, default), ccengine while the call is put through.
 
 Run after `ccengine lab up`:  .venv/bin/python bench/time_to_agent.py [--calls 200 --rates 4,8 --lines-rate 4]
 """
@@ -124,7 +126,9 @@ class ConnectWatch:
                 bridge = str(event.get("BridgeUniqueid", ""))
                 self._bridge_of[channel] = bridge
                 self._members.setdefault(bridge, set()).add(channel)
-                if number in self.numbers:
+                if channel.startswith("Local/"):
+                    pass  # a hop between the two, neither party (app_agent_pool's AgentRequest)
+                elif number in self.numbers:
                     self._number_of[channel] = number
                 elif channel.startswith("PJSIP/agent") or number.startswith("agent"):
                     self._agents.add(channel)
@@ -273,6 +277,7 @@ async def run_agent_pool(settings: Settings, numbers: list[str], rate: float, ta
                 if time.monotonic() > deadline:
                     raise SystemExit(f"only {len(watch.logged_in)} agents logged in to app_agent_pool")
                 await asyncio.sleep(0.2)
+            await asyncio.sleep(5)  # app_queue learns the agents' device states asynchronously
             await drive(peer, numbers, "201", rate, customers(talk), lambda: len(watch.left) >= len(numbers), 180)
     finally:
         watch.close()
