@@ -498,9 +498,9 @@ class InboundApp:
 
     async def _connect(self, call: CallSession, reservation: Reservation) -> None:
         agent_id = reservation.agent_id
-        line = self.lines.idle_line(agent_id)
+        line = self.lines.take(agent_id, call.id)
         if line is not None:
-            await self._deliver_on_line(call, reservation, line.channel_id)
+            await self._deliver_on_line(call, reservation, line)
             return
         channel_id = str(uuid.uuid4())
         call.agent_id, call.agent_channel = agent_id, channel_id
@@ -531,7 +531,6 @@ class InboundApp:
 
     async def _deliver_on_line(self, call: CallSession, reservation: Reservation, line: str) -> None:
         """The agent's phone is already connected: no ringing, the line joins the caller's bridge."""
-        self.lines.by_channel[line].call_id = call.id
         call.agent_id, call.agent_channel, call.line = reservation.agent_id, line, True
         self.by_channel[line] = call
         self.emit(CallAgentOffered(queue=reservation.queue_id, agent_id=reservation.agent_id, channel_id=line,

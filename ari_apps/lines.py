@@ -62,10 +62,13 @@ class AgentLines:
     def owns(self, channel_id: str) -> bool:
         return channel_id in self.by_channel
 
-    def idle_line(self, agent_id: str) -> Line | None:
-        """The agent's line, if it is up and carries no call: a call can be delivered on it."""
+    def take(self, agent_id: str, call_id: str) -> str | None:
+        """The agent's idle line, now carrying ``call_id``; None if the agent has no line up."""
         line = self.by_agent.get(agent_id)
-        return line if line is not None and line.up and line.call_id is None else None
+        if line is None or not line.up or line.call_id is not None:
+            return None
+        line.call_id = call_id
+        return line.channel_id
 
     # -- set up and tear down ------------------------------------------------------------------
     def _dial(self, agent_id: str) -> None:
