@@ -3,6 +3,9 @@
 IVR tree (``ari_apps/ivr.py``: self-service, or a queue with skills, priority and
 intent) → ACD (skills routing, hold music, announcements, overflow) → agent phone
 rung → caller and agent bridged and recorded (MixMonitor) → hang-up → agent wrap-up.
+An agent on a persistent line (``ari_apps/lines.py``) is not rung: the line already
+open to their phone is moved into the caller's bridge, and back to its holding
+bridge after the call.
 
 Each call is a :class:`CallSession`: one task walks the journey; hang-ups,
 DTMF and playback completions arrive from the engine's dispatcher. Whatever
@@ -76,6 +79,8 @@ from ccengine.recording.vault import ManifestFields, Vault
 from ccengine.store.schema import CallRow, LegRow, RecordingRow
 
 from .ivr import IvrDriver
+from .lines import ROLE as LINE_ROLE
+from .lines import AgentLines
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +106,7 @@ class CallSession:
     queue_id: str | None = None
     agent_id: str | None = None
     agent_channel: str | None = None
+    line: bool = False  # the agent channel is the agent's persistent line (not hung up at the end)
     bridge_id: str | None = None
     recording_id: str | None = None
     recorder: CallRecorder | None = None
@@ -144,7 +150,8 @@ class InboundApp:
                  customer_dial: str, prompts: dict[str, str], recordings_dir: Path, vault: Vault | None = None,
                  retention: RetentionConfig | None = None,
                  ivr: TreeRegistry | None = None, directory: Directory | None = None,
-                 prompt_cache: PromptCache | None = None, voicemail_dir: Path | None = None):
+                 prompt_cache: PromptCache | None = None, voicemail_dir: Path | None = None,
+                 line_hold_music: str | None = None, line_release_key: str = "#"):
         self.pbx = pbx
         self.bus = bus
         self.flow = flow
@@ -169,6 +176,9 @@ class InboundApp:
         self.recording: dict[str, CallSession] = {}  # recorded channel → call, until the file is closed
         self._background: set[asyncio.Task[None]] = set()
         self.voicemail_dir = voicemail_dir or recordings_dir.parent / "voicemail"
+        self.lines = AgentLines(pbx, acd, self._spawn, agent_dial=agent_dial, ring_timeout=flow.ring_timeout,
+                                hold_music=line_hold_music)
+        self.line_release_key = line_release_key
         self.ivr = IvrDriver(self, ivr or TreeRegistry(None, flow, lambda: acd.config.queues),
                              directory or NoDirectory(), prompt_cache or PromptCache(recordings_dir.parent / "sounds",
                                                                                      {}))
@@ -234,6 +244,9 @@ class InboundApp:
                 call.callback = True
                 self.acd.schedule_callback(call.id, call.queue_id or "", call.caller_number)
             call.digits.put_nowait(digit)
+        elif (call is not None and call.line and channel_id == call.agent_channel and call.state == "talking"
+              and digit == self.line_release_key):
+            self._spawn(self.finish(call, "agent", "released by the agent"), f"finish-{call.id}")
 
     def on_playback_finished(self, playback_id: str) -> None:
         future = self.playbacks.pop(playback_id, None)
@@ -246,6 +259,7 @@ class InboundApp:
             call.recorder.on_change(event.state, event.received_at)
 
     def on_hangup(self, channel_id: str, cause: str) -> None:
+        self.lines.lost(channel_id)  # a persistent line: its agent is not ready any more
         call = self.by_channel.pop(channel_id, None)
         if call is None or call.finished:
             return
@@ -385,18 +399,22 @@ class InboundApp:
             raise refusal
         call = self.sessions[call_id]
         assert call.agent_id is not None and call.agent_channel is not None and call.bridge_id is not None
-        agent_id, agent_channel, bridge_id = call.agent_id, call.agent_channel, call.bridge_id
+        agent_id, agent_channel, bridge_id, on_line = call.agent_id, call.agent_channel, call.bridge_id, call.line
         now = datetime.now(UTC)
         since = call.agent_connected_at or call.answered_at
         self.by_channel.pop(agent_channel, None)  # its hang-up is ours, not the end of the call
         call.state, call.agent_id, call.agent_channel, call.bridge_id = "transferring", None, None, None
         call.agent_answered = call.agent_connected_at = None
+        call.line = False
         call.callback = False  # a called-back caller is on the line now: the next agent is bridged to them
         self.acd.finished(agent_id, call.id, (now - since).total_seconds() if since else None)
         self.emit(CallTransferred(kind=kind, target=target, from_agent_id=agent_id, from_channel_id=agent_channel,
                                   requested_by=requested_by, approval_id=approval_id), call, agent_id=agent_id)
         with contextlib.suppress(PbxError):
-            await self.pbx.hangup(agent_channel)
+            if on_line:
+                await self.lines.hold(agent_channel)  # a persistent line goes back on hold, not hung up
+            else:
+                await self.pbx.hangup(agent_channel)
         with contextlib.suppress(PbxError):
             await self.pbx.destroy_bridge(bridge_id)
         if call.finished:
@@ -670,6 +688,10 @@ class InboundApp:
 
     async def _connect(self, call: CallSession, reservation: Reservation) -> None:
         agent_id = reservation.agent_id
+        line = self.lines.take(agent_id, call.id)
+        if line is not None:
+            await self._deliver_on_line(call, reservation, line)
+            return
         channel_id = str(uuid.uuid4())
         call.agent_id, call.agent_channel = agent_id, channel_id
         call.agent_answered = asyncio.get_running_loop().create_future()
@@ -695,6 +717,21 @@ class InboundApp:
             await asyncio.sleep(0.5)  # a hang-up racing the bridge arrives as an event: let it decide
             if not call.finished:
                 log.warning("call %s: bridging failed (%s)", call.id, exc)
+                await self.finish(call, "system", str(exc))
+
+    async def _deliver_on_line(self, call: CallSession, reservation: Reservation, line: str) -> None:
+        """The agent's phone is already connected: no ringing, the line joins the caller's bridge."""
+        call.agent_id, call.agent_channel, call.line = reservation.agent_id, line, True
+        self.by_channel[line] = call
+        self.emit(CallAgentOffered(queue=reservation.queue_id, agent_id=reservation.agent_id, channel_id=line,
+                                   intent=call.intent, ivr=call.ivr, line=True), call)
+        self.acd.ringing(reservation)
+        try:
+            await (self._call_back if call.callback else self._bridge)(call, reservation)
+        except PbxError as exc:
+            await asyncio.sleep(0.5)  # a hang-up racing the bridge arrives as an event: let it decide
+            if not call.finished:
+                log.warning("call %s: putting the call through on the line failed (%s)", call.id, exc)
                 await self.finish(call, "system", str(exc))
 
     @staticmethod
@@ -738,6 +775,8 @@ class InboundApp:
             await self.pbx.stop_moh(call.customer)
         call.bridge_id = await self.pbx.create_bridge()
         await self.pbx.add_to_bridge(call.bridge_id, [call.customer, call.agent_channel])
+        if call.line:
+            self.lines.zip_tone(call.agent_channel)
         if call.finished:
             return
         call.state = "talking"
@@ -877,7 +916,10 @@ class InboundApp:
             if channel:
                 self.by_channel.pop(channel, None)
                 with contextlib.suppress(PbxError):
-                    await self.pbx.hangup(channel)
+                    if call.line and channel == call.agent_channel:
+                        await self.lines.hold(channel)  # back on hold for wrap-up, not hung up
+                    else:
+                        await self.pbx.hangup(channel)
         if call.bridge_id:
             with contextlib.suppress(PbxError):
                 await self.pbx.destroy_bridge(call.bridge_id)
@@ -934,7 +976,7 @@ class InboundApp:
         bridges = {b.id: b for b in snapshot.bridges}
         closed = 0
         for call in list(self.sessions.values()):
-            if call.customer not in live:
+            if call.customer not in live or (call.line and call.agent_channel not in live):
                 await self.finish(call, "pbx", "channel lost while the PBX link was down")
                 closed += 1
         recovered = 0
@@ -961,22 +1003,30 @@ class InboundApp:
                 call.secure_windows = list(windows)
                 self.recording[call.customer] = call
             bridge = next((b for b in bridges.values() if customer.channel_id in b.channel_ids), None)
-            if (row.state == "talking" and agent_leg is not None and agent_leg.channel_id in live
-                    and bridge is not None and agent_leg.channel_id in bridge.channel_ids):
-                call.state, call.agent_id, call.agent_channel = "talking", agent_leg.agent_id, agent_leg.channel_id
+            line = next((live[ch] for ch in bridge.channel_ids if ch in live
+                         and live[ch].app_args[:1] == (LINE_ROLE,)), None) if bridge is not None else None
+            agent = (agent_leg.channel_id, agent_leg.agent_id) if agent_leg is not None else None
+            if line is not None and len(line.app_args) > 1:  # the agent's persistent line carries the call
+                agent = (line.id, line.app_args[1])
+            if (row.state == "talking" and agent is not None and agent[0] in live and bridge is not None
+                    and agent[0] in bridge.channel_ids):
+                call.state, (call.agent_channel, call.agent_id) = "talking", agent
+                call.line = line is not None
                 call.bridge_id = bridge.id
                 call.answered_at = row.answered_at.replace(tzinfo=UTC) if row.answered_at else None
-                self.by_channel[agent_leg.channel_id] = call
-                known.add(agent_leg.channel_id)
+                self.by_channel[agent[0]] = call
+                known.add(agent[0])
                 call.queue_id = row.queue
-                if agent_leg.agent_id:
-                    self.acd.occupied(agent_leg.agent_id, call.id)
-                await self.pbx.watch([call.customer, agent_leg.channel_id], [bridge.id])
+                if call.agent_id:
+                    self.acd.occupied(call.agent_id, call.id)
+                await self.pbx.watch([call.customer, agent[0]], [bridge.id])
             else:
                 await self.pbx.watch([call.customer], [])
                 call.answered_at = None
                 self._spawn(self._enqueue(call, row.queue or self.flow.default_queue), f"requeue-{call.id}")
             recovered += 1
+        carrying = {call.agent_channel: call.id for call in self.sessions.values() if call.line and call.agent_channel}
+        known |= await self.lines.reconcile(snapshot, carrying)
         for channel_id in live:
             if channel_id not in known:
                 log.info("hanging up orphan channel %s found at resync", channel_id)

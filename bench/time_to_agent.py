@@ -16,7 +16,20 @@ one ARI request), 8 calls/s keeps all 20 agents busy and callers waiting (the
 ACD's reaction when an agent frees up: app_queue polls every ``retry``
 seconds, ccengine offers at once).
 
-Run after `ccengine lab up`:  .venv/bin/python bench/time_to_agent.py [--calls 200 --rates 4,8]
+Persistent lines (``--lines-rate``, default 4 calls/s; 0 skips it): the same 20
+agents sit on open lines - ccengine's ``connection: persistent`` agents against
+app_queue's own equivalent, app_agent_pool (agents logged in with AgentLogin,
+queue bench_agents reaching them through AgentRequest; pbx agents.conf,
+queues.conf, pbx.conf extension 201). Nobody rings: what is measured is queue
+entry (as above) to the agent connected to the caller, for both systems from the
+switch's AMI bridge events on this process's clock - the first moment the
+caller's bridge holds the agent's channel, or a Local channel whose other half
+is bridged with it (app_agent_pool before Local channel optimisation). Callers
+hang up after ``--lines-talk`` seconds; the agents never do. Both give the agent
+a zip tone (Asterisk's ``beep``): app_agent_pool plays it before it connects
+(its ``custom_beep``, default), ccengine while the call is put through.
+
+Run after `ccengine lab up`:  .venv/bin/python bench/time_to_agent.py [--calls 200 --rates 4,8 --lines-rate 4]
 """
 
 from __future__ import annotations
@@ -25,13 +38,14 @@ import argparse
 import asyncio
 import shutil
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Callable
 from datetime import UTC
 from pathlib import Path
 
-from sqlalchemy import select
+from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -44,7 +58,7 @@ from ccengine.lab.queues import write_general_queue
 from ccengine.lab.traffic import Customer, PeerDriver
 from ccengine.pbx.asterisk.ami import AmiClient
 from ccengine.store.database import make_engine
-from ccengine.store.schema import CallRow, EventRow
+from ccengine.store.schema import AgentRow, CallRow, EventRow
 
 AGENTS = 20
 
@@ -67,25 +81,122 @@ class RingWatch:
         self._task.cancel()
 
 
+def customers(patience: float) -> Callable[[str, str], Customer]:
+    """Callers who press 1 (ccengine's menu) and hang up ``patience`` seconds later."""
+    return lambda number, dialed: Customer(number=number, dialed=dialed, digit="1", prompt_wait=0.3,
+                                           patience=patience)
+
+
 async def drive(peer: PeerDriver, numbers: list[str], dialed: str, rate: float,
-                done: Callable[[], bool], limit: float) -> None:
+                customer: Callable[[str, str], Customer], done: Callable[[], bool], limit: float) -> None:
     start = time.monotonic()
     for i, number in enumerate(numbers):
-        await peer.call(Customer(number=number, dialed=dialed, digit="1", prompt_wait=0.3, patience=120))
+        await peer.call(customer(number, dialed))
         await asyncio.sleep(max(0.0, start + (i + 1) / rate - time.monotonic()))
     deadline = time.monotonic() + limit
     while time.monotonic() < deadline and not done():  # noqa: ASYNC110 (polls a database)
         await asyncio.sleep(0.5)
 
 
-async def run_ccengine(settings: Settings, numbers: list[str], rate: float) -> list[float]:
-    workdir = ROOT / "var" / "bench" / "time_to_agent"
+class ConnectWatch:
+    """Wall-clock time at which each caller first had a media path to an agent's channel, from
+    the switch's AMI bridge events: the caller's bridge holds the agent's channel (ccengine's
+    line ``PJSIP/agentN-…``; app_agent_pool's logged-in call, caller id ``agentN``), or a Local
+    channel whose other half is bridged with it."""
+
+    def __init__(self, ami: AmiClient, numbers: list[str]):
+        self.ami = ami
+        self.numbers = set(numbers)
+        self.connected: dict[str, float] = {}
+        self.joined: dict[str, float] = {}  # app_queue's QueueCallerJoin
+        self.left: set[str] = set()
+        self.logged_in: set[str] = set()  # app_agent_pool agents
+        self._bridge_of: dict[str, str] = {}
+        self._members: dict[str, set[str]] = {}
+        self._number_of: dict[str, str] = {}
+        self._agents: set[str] = set()
+        self._task = asyncio.create_task(self._run())
+
+    async def _run(self) -> None:
+        while True:
+            event = await self.ami.queue.get()
+            name, channel = event.get("Event"), str(event.get("Channel", ""))
+            number = str(event.get("CallerIDNum", ""))
+            if name == "BridgeEnter":
+                bridge = str(event.get("BridgeUniqueid", ""))
+                self._bridge_of[channel] = bridge
+                self._members.setdefault(bridge, set()).add(channel)
+                if channel.startswith("Local/"):
+                    pass  # a hop between the two, neither party (app_agent_pool's AgentRequest)
+                elif number in self.numbers:
+                    self._number_of[channel] = number
+                elif channel.startswith("PJSIP/agent") or number.startswith("agent"):
+                    self._agents.add(channel)
+                self._check(time.time())
+            elif name in ("BridgeLeave", "Hangup"):
+                self._members.get(self._bridge_of.pop(channel, ""), set()).discard(channel)
+            elif name == "QueueCallerJoin":
+                self.joined.setdefault(number, time.time())
+            elif name in ("AgentComplete", "QueueCallerAbandon"):
+                self.left.add(number)
+            elif name == "AgentLogin":
+                self.logged_in.add(str(event.get("Agent", "")))
+
+    def _reaches_agent(self, bridge: str) -> bool:
+        for channel in self._members.get(bridge, ()):
+            if channel in self._agents:
+                return True
+            if channel.startswith("Local/") and channel.endswith(";1"):
+                other = self._bridge_of.get(channel[:-1] + "2")
+                if other and self._members.get(other, set()) & self._agents:
+                    return True
+        return False
+
+    def _check(self, now: float) -> None:
+        for channel, number in self._number_of.items():
+            if number not in self.connected and channel in self._bridge_of \
+                    and self._reaches_agent(self._bridge_of[channel]):
+                self.connected[number] = now
+
+    def close(self) -> None:
+        self._task.cancel()
+
+
+async def pbx_ami(settings: Settings) -> AmiClient:
+    ami = settings.pbx.ami
+    client = AmiClient(ami.host, ami.port, ami.username, ami.secret, events="call,agent")
+
+    async def ignore(_up: bool, _reason: str) -> None:
+        return None
+
+    await client.start(ignore)
+    return client
+
+
+def start_engine(workdir: Path, connection: str) -> tuple[Engine, subprocess.Popen[bytes]]:
     shutil.rmtree(workdir, ignore_errors=True)
     workdir.mkdir(parents=True)
-    path = write_engine_config(workdir, queues=write_general_queue(workdir / "queues.yaml", AGENTS, wrap_up=0),
-                               flow={"menu": {"1": "general"}})
-    db = make_engine(load_settings(path).database.url)
-    proc = spawn_engine(path, workdir / "engine.log")
+    queues = write_general_queue(workdir / "queues.yaml", AGENTS, wrap_up=0, connection=connection)
+    path = write_engine_config(workdir, queues=queues, flow={"menu": {"1": "general"}})
+    return make_engine(load_settings(path).database.url), spawn_engine(path, workdir / "engine.log")
+
+
+def queued_at(db: Engine) -> dict[str, float]:
+    """Caller number → wall-clock time of the call's first ``call.queued`` event."""
+    with Session(db) as s:
+        callers = {r.id: r.caller_number for r in s.scalars(select(CallRow))}
+    queued: dict[str, float] = {}
+    for event in _events(db, "call.queued"):
+        number = callers.get(event.call_id or "")
+        if number and number not in queued:
+            at = event.occurred_at
+            queued[number] = (at if at.tzinfo else at.replace(tzinfo=UTC)).timestamp()
+    return queued
+
+
+async def run_ccengine(settings: Settings, numbers: list[str], rate: float) -> list[float]:
+    workdir = ROOT / "var" / "bench" / "time_to_agent"
+    db, proc = start_engine(workdir, "per_call")
 
     def rows() -> list[CallRow]:
         try:
@@ -102,20 +213,78 @@ async def run_ccengine(settings: Settings, numbers: list[str], rate: float) -> l
         async with PeerDriver(settings) as peer:
             await peer.agent_talk_time(2, 3)
             watch = RingWatch(peer)
-            await drive(peer, numbers, "100", rate,
+            await drive(peer, numbers, "100", rate, customers(120),
                         lambda: len(rows()) >= len(numbers) and all(r.ended_at for r in rows()), 180)
             watch.close()
     finally:
         proc.terminate()
         proc.wait(15)
-    queued: dict[str, float] = {}
-    callers = {r.id: r.caller_number for r in rows()}
-    for event in _events(db, "call.queued"):
-        number = callers.get(event.call_id or "")
-        if number and number not in queued:
-            at = event.occurred_at
-            queued[number] = (at if at.tzinfo else at.replace(tzinfo=UTC)).timestamp()
+    queued = queued_at(db)
     return [watch.rang[n] - queued[n] for n in numbers if n in watch.rang and n in queued]
+
+
+async def run_ccengine_lines(settings: Settings, numbers: list[str], rate: float, talk: float) -> list[float]:
+    """ccengine with every agent on a persistent line (called once, before the traffic)."""
+    workdir = ROOT / "var" / "bench" / "time_to_agent_lines"
+    db, proc = start_engine(workdir, "persistent")
+
+    def ended() -> bool:
+        with Session(db) as s:
+            rows = list(s.scalars(select(CallRow)))
+        return len(rows) >= len(numbers) and all(r.ended_at for r in rows)
+
+    def lines_up() -> bool:
+        try:
+            with Session(db) as s:
+                return len(list(s.scalars(select(AgentRow).where(AgentRow.state == "ready")))) >= AGENTS
+        except Exception:
+            return False
+
+    client = await pbx_ami(settings)
+    try:
+        deadline = time.monotonic() + 60
+        while not lines_up():
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(f"the agents' lines did not come up; see {workdir / 'engine.log'}")
+            await asyncio.sleep(0.2)
+        watch = ConnectWatch(client, numbers)
+        async with PeerDriver(settings) as peer:
+            await drive(peer, numbers, "100", rate, customers(talk), ended, 180)
+        watch.close()
+    finally:
+        proc.terminate()
+        proc.wait(15)
+        # a stopped engine leaves its lines for a successor to adopt: this run has none
+        await client.action({"Action": "Hangup", "Channel": "/^PJSIP\\/agent[0-9]+-/"})
+        await client.close()
+    queued = queued_at(db)
+    return [watch.connected[n] - queued[n] for n in numbers if n in watch.connected and n in queued]
+
+
+async def run_agent_pool(settings: Settings, numbers: list[str], rate: float, talk: float) -> list[float]:
+    """app_queue with app_agent_pool: the agents' phones log in once (AgentLogin) and stay on."""
+    client = await pbx_ami(settings)
+    watch = ConnectWatch(client, numbers)
+    agents = [f"agent{i}" for i in range(1, AGENTS + 1)]
+    try:
+        async with PeerDriver(settings) as peer:
+            for agent in agents:
+                await peer.ami.action({"Action": "Originate", "Channel": "PJSIP/agentlogin@pbx",
+                                       "CallerID": f"{agent} <{agent}>", "Application": "MusicOnHold",
+                                       "Data": "agent", "Async": "true"})
+            deadline = time.monotonic() + 60
+            while len(watch.logged_in) < AGENTS:
+                if time.monotonic() > deadline:
+                    raise SystemExit(f"only {len(watch.logged_in)} agents logged in to app_agent_pool")
+                await asyncio.sleep(0.2)
+            await asyncio.sleep(5)  # app_queue learns the agents' device states asynchronously
+            await drive(peer, numbers, "201", rate, customers(talk), lambda: len(watch.left) >= len(numbers), 180)
+    finally:
+        watch.close()
+        for agent in agents:
+            await client.action({"Action": "AgentLogoff", "Agent": agent})
+        await client.close()
+    return [watch.connected[n] - watch.joined[n] for n in numbers if n in watch.connected and n in watch.joined]
 
 
 def _events(db, kind: str) -> list[EventRow]:  # type: ignore[no-untyped-def]
@@ -152,7 +321,7 @@ async def run_app_queue(settings: Settings, numbers: list[str], rate: float) -> 
         async with PeerDriver(settings) as peer:
             await peer.agent_talk_time(2, 3)
             watch = RingWatch(peer)
-            await drive(peer, numbers, "200", rate, lambda: len(left) >= len(numbers), 180)
+            await drive(peer, numbers, "200", rate, customers(120), lambda: len(left) >= len(numbers), 180)
             watch.close()
     finally:
         pbx_task.cancel()
@@ -171,9 +340,12 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--calls", type=int, default=200)
     parser.add_argument("--rates", default="4,8", help="comma-separated offered loads, calls per second")
+    parser.add_argument("--lines-rate", type=float, default=4.0,
+                        help="offered load of the persistent-line variant, calls per second (0: skip it)")
+    parser.add_argument("--lines-talk", type=float, default=3.0, help="seconds a caller stays on a persistent line")
     args = parser.parse_args()
     settings = load_settings(ROOT / "config" / "ccengine.yaml")
-    for n, rate in enumerate(float(r) for r in args.rates.split(",")):
+    for n, rate in enumerate(float(r) for r in args.rates.split(",") if float(r) > 0):
         ours = await run_ccengine(settings, [f"556{n}1{i:03d}" for i in range(args.calls)], rate)
         await asyncio.sleep(3)
         theirs = await run_app_queue(settings, [f"556{n}2{i:03d}" for i in range(args.calls)], rate)
@@ -183,6 +355,17 @@ async def main() -> None:
         b = report("app_queue", theirs, args.calls)
         print(f"  ratio ccengine/app_queue (median): {a / b:.2f}x  (target <= 0.5x)", flush=True)
         await asyncio.sleep(3)
+    if args.lines_rate > 0:
+        rate = args.lines_rate
+        ours = await run_ccengine_lines(settings, [f"55681{i:03d}" for i in range(args.calls)], rate, args.lines_talk)
+        await asyncio.sleep(3)
+        theirs = await run_agent_pool(settings, [f"55682{i:03d}" for i in range(args.calls)], rate, args.lines_talk)
+        print(f"persistent lines: time from queue entry to the agent connected to the caller ({args.calls} calls "
+              f"at {rate}/s, {AGENTS} agents, callers stay {args.lines_talk:g} s):")
+        a = report("ccengine", ours, args.calls)
+        b = report("agentpool", theirs, args.calls)
+        print(f"  ratio ccengine/app_agent_pool (median): {a / b:.2f}x, p99: "
+              f"{percentile(ours, 99) / percentile(theirs, 99):.2f}x", flush=True)
 
 
 if __name__ == "__main__":

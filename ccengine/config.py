@@ -133,6 +133,10 @@ class AcdSettings(_Strict):
         min_length=1, description="reason codes an agent may give when going not ready")
     rona_pause: float | None = Field(10.0, ge=0, description="seconds before an agent who missed a call "
                                                              "is made ready again; null = stays not ready")
+    line_hold_music: str | None = Field(None, description="music class an agent on a persistent line hears "
+                                                          "between calls; null = silence")
+    line_release_key: str = Field("#", pattern=r"^[0-9*#]$", description="DTMF key with which an agent on a "
+                                                                         "persistent line ends the call")
 
 
 class Settings(_Strict):

@@ -23,6 +23,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ari_apps.inbound import InboundApp, StoredCall
+from ari_apps.lines import ROLE as LINE_ROLE
 from ari_apps.supervision import Supervision
 
 from .acd.definitions import load_queue_config
@@ -169,7 +170,9 @@ class Engine:
                               recordings_dir=settings.paths.recordings_dir,
                               vault=self.vault, retention=self.retention,
                               ivr=self.ivr, directory=self.directory, prompt_cache=self.prompt_cache,
-                              voicemail_dir=settings.paths.state_dir / "voicemail")
+                              voicemail_dir=settings.paths.state_dir / "voicemail",
+                              line_hold_music=settings.acd.line_hold_music,
+                              line_release_key=settings.acd.line_release_key)
         if self.analytics is not None:
             await self.analytics.start()
             self.app.on_connected = self.analytics.call_connected
@@ -221,6 +224,8 @@ class Engine:
                 self.supervision.on_entered(event.channel, role)
             elif role == "agent":
                 app.on_agent_answered(event.channel)
+            elif role == LINE_ROLE:
+                app.lines.on_answered(event.channel)
             elif role == "callback":
                 app.on_callback_answered(event.channel)
             elif role == "transfer":

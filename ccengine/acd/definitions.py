@@ -76,6 +76,9 @@ Level = Annotated[int, Field(ge=1, le=10)]
 Identifier = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=64)]
 Channel = Literal["voice", "chat", "email", "sms", "video"]
 Strategy = Literal["best_skill", "longest_idle", "least_occupancy"]
+# per_call: the agent's phone rings for every call; persistent: the engine calls it once at
+# login/ready and keeps the answered line open between calls ("nailed-up" agents)
+Connection = Literal["per_call", "persistent"]
 
 
 def _listify(value: Any) -> Any:
@@ -328,6 +331,14 @@ def _voice_only() -> list[Channel]:
     return ["voice"]
 
 
+class Team(_Model):
+    """Settings shared by the agents that list the team; an agent's own setting wins."""
+
+    id: Identifier
+    name: str | None = None
+    connection: Connection | None = None
+
+
 class AgentDefinition(_Model):
     id: Identifier
     name: str
@@ -335,10 +346,16 @@ class AgentDefinition(_Model):
     teams: list[str] = Field(default_factory=list)
     channels: list[Channel] = Field(default_factory=_voice_only)
     max_concurrent: dict[Channel, Annotated[int, Field(ge=1, le=50)]] = Field(default_factory=dict)
+    connection: Connection | None = None  # None: the teams' setting, else per_call
 
     def capacity(self) -> dict[str, int]:
         """Concurrent contacts per channel; 1 unless ``max_concurrent`` says more."""
         return {ch: self.max_concurrent.get(ch, 1) for ch in self.channels}
+
+    @property
+    def persistent(self) -> bool:
+        """Reached over a persistent line (resolved from the teams once loaded)."""
+        return self.connection == "persistent"
 
 
 # -------------------------------------------------------------- whole config
@@ -352,6 +369,7 @@ class QueueConfig(_Model):
     queues: dict[str, QueueDefinition]
     customer_rules: tuple[CustomerRule, ...]
     agents: dict[str, AgentDefinition]
+    teams: dict[str, Team] = Field(default_factory=dict)
 
     def needs(self, queue_id: str, customer: Customer) -> ContactNeeds:
         """Priority and skills for a contact after the customer rules; boosts
@@ -412,9 +430,10 @@ _SECTIONS: dict[str, type[_Model]] = {
     "queues": QueueDefinition,
     "customer_rules": CustomerRule,
     "agents": AgentDefinition,
+    "teams": Team,
 }
 _SINGULAR = {"skills": "skill", "calendars": "calendar", "queues": "queue",
-             "customer_rules": "customer rule", "agents": "agent"}
+             "customer_rules": "customer rule", "agents": "agent", "teams": "team"}
 
 
 @dataclass
@@ -622,12 +641,15 @@ def _cross_check(out: _Collected) -> QueueConfig | None:
         for index, qid in enumerate(rule.queues or ()):
             if qid not in known_queues:
                 out.issues.append(origin.issue(("queues", index), f"unknown queue '{qid}'"))
+    teams = _unique("teams", out)
+    resolved: dict[str, AgentDefinition] = {}
     for agent, origin in out.items["agents"]:
         _check_skills(agent.skills, origin, ("skills",), known_skills, out)
         for channel in agent.max_concurrent:
             if channel not in agent.channels:
                 out.issues.append(origin.issue(("max_concurrent", channel),
                                                f"channel '{channel}' is not in the agent's channels"))
+        resolved[agent.id] = _resolve_connection(agent, origin, {k: v for k, (v, _) in teams.items()}, out)
     _overflow_cycles(queues, out)
     if out.issues:
         return None
@@ -636,8 +658,30 @@ def _cross_check(out: _Collected) -> QueueConfig | None:
         calendars={k: v for k, (v, _) in calendars.items()},
         queues={k: v for k, (v, _) in queues.items()},
         customer_rules=tuple(v for v, _ in rules.values()),
-        agents={k: v for k, (v, _) in agents.items()},
+        agents={k: resolved[k] for k in agents},
+        teams={k: v for k, (v, _) in teams.items()},
     )
+
+
+def _resolve_connection(agent: AgentDefinition, origin: _Origin, teams: Mapping[str, Team],
+                        out: _Collected) -> AgentDefinition:
+    """The agent's own connection, else its teams' (which must agree), else per_call; a
+    persistent line is one voice call at a time."""
+    connection = agent.connection
+    if connection is None:
+        chosen = {teams[t].connection: t for t in agent.teams if t in teams and teams[t].connection}
+        if len(chosen) > 1:
+            out.issues.append(origin.issue(("teams",), "teams " + " and ".join(f"'{t}'" for t in chosen.values())
+                                           + " disagree on 'connection': set it on the agent"))
+        connection = next(iter(chosen), None) or "per_call"
+    if connection == "persistent":
+        sub: KeyPath = ("connection",) if agent.connection else ("teams",)
+        if "voice" not in agent.channels:
+            out.issues.append(origin.issue(sub, "a persistent line needs the 'voice' channel"))
+        elif agent.max_concurrent.get("voice", 1) > 1:
+            out.issues.append(origin.issue(("max_concurrent", "voice"),
+                                           "a persistent line carries one voice call at a time"))
+    return agent.model_copy(update={"connection": connection})
 
 
 def load_queue_config(paths: str | Path | Sequence[str | Path]) -> QueueConfig:

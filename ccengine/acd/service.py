@@ -4,6 +4,12 @@ The router (pure) decides; this layer keeps time (wrap-up and ring-no-answer
 pauses, overflow and announcement schedules), publishes ``agent.state_changed``
 and queue events, and asks the Stasis application to ring an agent through
 ``offer``. It owns no PBX connection, so it can be driven and tested alone.
+
+Agents with a persistent line (``connection: persistent``) are only ready while
+their line is up: becoming ready without one asks the application to call the
+phone (``dial_line``) and waits, not ready with reason ``line_connecting``, for
+``line_up``; a line that drops makes the agent not ready (``line_down``), and
+logging out hangs the line up (``drop_line``).
 """
 
 from __future__ import annotations
@@ -39,6 +45,8 @@ Expire = Callable[[str], None]  # call id: waited past the queue's max_wait, end
 MessageReason = Literal["overflow", "max_wait", "closed", "ivr"]
 TakeMessage = Callable[[str, MessageReason], None]  # call id, why: send the caller to voicemail
 DialCallback = Callable[[PendingCallback, str], None]  # a scheduled callback, the attempt's call id
+LineAction = Callable[[str], None]  # agent id: call the agent's persistent line, or hang it up
+LINE_CONNECTING = "line_connecting"
 
 
 @dataclass
@@ -86,6 +94,9 @@ class Acd:
         self.take_message: TakeMessage = lambda _c, _r: None
         self.dial_callback: DialCallback | None = None  # set by the application that can place calls
         self.callbacks = CallbackBook()
+        self.dial_line: LineAction = lambda _a: None
+        self.drop_line: LineAction = lambda _a: None
+        self.lines_up: set[str] = set()  # agents whose persistent line is answered
         self._last_agent: dict[str, tuple[str, float]] = {}  # caller → (agent, monotonic time)
         self._caller_of: dict[str, str] = {}  # call id → caller, for affinity
         self._timers: dict[str, asyncio.TimerHandle] = {}
@@ -104,10 +115,14 @@ class Acd:
             else:
                 self.router.add_agent(agent.id, agent.skills, agent.capacity())
                 self.agents[agent.id] = AgentView(agent.id)
+        self.config = config
         if not initial:
             for agent_id in [a for a in self.agents if a not in config.agents]:
                 self._retire(agent_id)
-        self.config = config
+            for agent_id in [a for a in self.lines_up if a in self.agents and not self.persistent(a)]:
+                if self.agents[agent_id].call_id is None:  # no longer persistent: the line goes
+                    self.lines_up.discard(agent_id)
+                    self.drop_line(agent_id)
 
     def reload(self, config: QueueConfig) -> None:
         """Hot reload: new terms apply to new contacts; waiting and connected calls are kept."""
@@ -123,6 +138,9 @@ class Acd:
                 self._set(view, "logged_out", "removed")
             self.router.remove_agent(agent_id)
             del self.agents[agent_id]
+            if agent_id in self.lines_up:
+                self.lines_up.discard(agent_id)
+                self.drop_line(agent_id)
 
     # -- agents --------------------------------------------------------------------------------
     def _set(self, view: AgentView, state: str, reason: str = "", call_id: str | None = None) -> None:
@@ -148,10 +166,20 @@ class Acd:
         for agent_id in list(self.agents):
             self.login(agent_id)
 
+    def persistent(self, agent_id: str) -> bool:
+        agent = self.config.agents.get(agent_id)
+        return agent is not None and agent.persistent
+
     def ready(self, agent_id: str, reason: str = "") -> None:
         view = self.agents[agent_id]
         self._cancel_timer(agent_id)
         if view.state in ("ready", "reserved", "ringing", "on_call", "logged_out"):
+            return
+        if self.persistent(agent_id) and agent_id not in self.lines_up:
+            if view.reason != LINE_CONNECTING:  # ready once the line is answered (line_up)
+                self.router.set_not_ready(agent_id, self.clock(), LINE_CONNECTING)
+                self._set(view, "not_ready", LINE_CONNECTING)
+                self.dial_line(agent_id)
             return
         self._set(view, "ready", reason)
         self._offer_all(self.router.set_ready(agent_id, self.clock()))
@@ -164,6 +192,28 @@ class Acd:
         self._cancel_timer(agent_id)
         self.router.logout(agent_id, self.clock())
         self._set(view, "logged_out", "logout")
+        if self.persistent(agent_id):
+            self.lines_up.discard(agent_id)
+            self.drop_line(agent_id)
+
+    def line_up(self, agent_id: str) -> None:
+        """The agent's persistent line was answered (or found up after a restart)."""
+        self.lines_up.add(agent_id)
+        view = self.agents.get(agent_id)
+        if view is not None and view.state == "not_ready" and view.reason == LINE_CONNECTING:
+            self.ready(agent_id, "line_up")
+
+    def line_down(self, agent_id: str, reason: str) -> None:
+        """The persistent line failed or dropped: no offers until the agent is made ready again
+        (which calls the line anew). A call in progress on it is ended by the application."""
+        self.lines_up.discard(agent_id)
+        view = self.agents.get(agent_id)
+        if view is None or view.state == "logged_out":
+            return
+        self._cancel_timer(agent_id)
+        self.router.set_not_ready(agent_id, self.clock(), reason)
+        if view.state in ("ready", "wrapup", "not_ready"):
+            self._set(view, "not_ready", reason)
 
     def not_ready(self, agent_id: str, reason: str) -> None:
         view = self.agents[agent_id]
@@ -399,7 +449,9 @@ class Acd:
             if handle_seconds is not None:
                 self._remember(handle_seconds + wrap)
         else:
-            self._set(view, "ready" if state is AgentState.READY else "not_ready", "call_ended")
+            _, reason = self.router.agent_state(agent_id)
+            lost = self.persistent(agent_id) and agent_id not in self.lines_up
+            self._set(view, "ready" if state is AgentState.READY else "not_ready", reason if lost else "call_ended")
             if handle_seconds is not None:
                 self._remember(handle_seconds)
         self._offer_all(offer)

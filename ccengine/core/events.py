@@ -223,6 +223,7 @@ class CallAgentOffered(Payload):
     channel_id: str
     intent: str | None = None  # from the IVR, for the agent's screen
     ivr: dict[str, Any] | None = None  # what the IVR learned, so the caller never repeats it
+    line: bool = False  # put through on the agent's persistent line (``channel_id``): no ringing
 
 
 class CallAgentNoAnswer(Payload):

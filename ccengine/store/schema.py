@@ -60,6 +60,7 @@ class CallRow(Base):
 class LegRow(Base):
     __tablename__ = "legs"
 
+    # the PBX channel; "<channel>/<call id>" for an agent's persistent line, which carries many calls
     channel_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     call_id: Mapped[str] = mapped_column(ForeignKey("calls.id"), index=True)
     role: Mapped[str] = mapped_column(String(16))  # customer | agent | transfer (an outside number)

@@ -70,11 +70,16 @@ def _queued(session: Session, e: Event) -> None:
         call.queued_at = call.queued_at or e.occurred_at
 
 
+def _leg_id(channel_id: str, call_id: str, line: bool) -> str:
+    """A persistent line carries many calls on one channel: each call gets its own leg row."""
+    return f"{channel_id}/{call_id}" if line else channel_id
+
+
 def _agent_offered(session: Session, e: Event) -> None:
     if call := _call(session, e):
         call.agent_offered_at = e.occurred_at
-        session.merge(LegRow(channel_id=e.data["channel_id"], call_id=call.id, role="agent",
-                             agent_id=e.data["agent_id"], created_at=e.occurred_at))
+        session.merge(LegRow(channel_id=_leg_id(e.data["channel_id"], call.id, e.data.get("line", False)),
+                             call_id=call.id, role="agent", agent_id=e.data["agent_id"], created_at=e.occurred_at))
 
 
 def _overflowed(session: Session, e: Event) -> None:
@@ -93,7 +98,8 @@ def _answered(session: Session, e: Event) -> None:
 def _bridged(session: Session, e: Event) -> None:
     if call := _call(session, e):
         call.bridged_at = e.occurred_at
-        leg = session.get(LegRow, e.data["agent_channel_id"])
+        channel = e.data["agent_channel_id"]
+        leg = session.get(LegRow, _leg_id(channel, call.id, True)) or session.get(LegRow, channel)
         if leg is not None:
             leg.answered_at = e.occurred_at
 

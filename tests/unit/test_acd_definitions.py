@@ -140,3 +140,43 @@ def test_cli_validate_success_summary() -> None:
     assert result.exit_code == 0, result.output
     config = load_queue_config(EXAMPLE)
     assert result.stdout.startswith(f"ok: {len(config.skills)} skills, {len(config.queues)} queues")
+
+
+LINES = """version: 1
+skills: [{id: general}]
+teams:
+  - {id: desk, connection: persistent}
+  - {id: floor, connection: per_call}
+agents:
+  - {id: a1, name: Own, teams: [floor], connection: persistent}
+  - {id: a2, name: Team, teams: [desk]}
+  - {id: a3, name: Neither}
+  - {id: a4, name: Overruled, teams: [desk], connection: per_call}
+"""
+
+
+def test_persistent_line_from_the_agent_or_its_team(tmp_path: Path) -> None:
+    path = tmp_path / "lines.yaml"
+    path.write_text(LINES)
+    agents = load_queue_config(path).agents
+    assert {a: agents[a].persistent for a in agents} == {"a1": True, "a2": True, "a3": False, "a4": False}
+    assert agents["a3"].connection == "per_call"
+
+
+def test_persistent_line_mistakes_are_located(tmp_path: Path) -> None:
+    path = tmp_path / "lines.yaml"
+    path.write_text(LINES.replace("agents:\n", """agents:
+  - {id: b1, name: Both teams, teams: [desk, floor]}
+  - {id: b2, name: Chat only, channels: [chat], connection: persistent}
+  - {id: b3, name: Two calls, max_concurrent: {voice: 2}, teams: [desk]}
+  - {id: b4, name: Typo, connection: nailed}
+""").replace("- {id: floor, connection: per_call}", "- {id: floor, connection: per_call}\n  - {id: desk}"))
+    assert issues_of(path) == [
+        ("lines.yaml", 6, 6, "teams[2].id", f"duplicate team id 'desk' (first defined at {path}:4)"),
+        ("lines.yaml", 8, 32, "agents[0].teams", "teams 'desk' and 'floor' disagree on 'connection': "
+                                                  "set it on the agent"),
+        ("lines.yaml", 9, 49, "agents[1].connection", "a persistent line needs the 'voice' channel"),
+        ("lines.yaml", 10, 48, "agents[2].max_concurrent.voice",
+         "a persistent line carries one voice call at a time"),
+        ("lines.yaml", 11, 26, "agents[3].connection", "Input should be 'per_call' or 'persistent'"),
+    ]

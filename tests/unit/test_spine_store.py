@@ -289,3 +289,26 @@ def test_transfers_end_the_agent_leg_keep_the_first_answer_and_log_each_step(eng
         "ENTERQUEUE", "CONNECT", "BLINDTRANSFER", "REQUEUE", "CONNECT", "BLINDTRANSFER"]
     assert ("BLINDTRANSFER", "agent1", "to queue cards") in log
     assert ("BLINDTRANSFER", "agent2", "to number +15550100") in log
+
+
+def test_calls_on_one_persistent_line_keep_a_leg_each(engine: Engine) -> None:
+    events: list[Event] = []
+    for n, start in enumerate((0.0, 30.0)):
+        call = f"call-{n}"
+        events += [
+            ev(CallOffered(caller_number=f"+4416329600{n}", dialed="8000", channel_id=f"ch-{n}"), start, call_id=call),
+            ev(CallQueued(queue="general", position=0), start + 1, call_id=call, queue="general"),
+            ev(CallAgentOffered(queue="general", agent_id="agent1", channel_id="line-1", line=True), start + 1,
+               call_id=call, agent_id="agent1", queue="general"),
+            ev(CallAnswered(queue="general", agent_id="agent1", wait_seconds=0.01), start + 1, call_id=call,
+               agent_id="agent1", queue="general"),
+            ev(CallBridged(bridge_id=f"br-{n}", agent_channel_id="line-1"), start + 1, call_id=call),
+            ev(CallEnded(disposition="completed", ended_by="customer", talk_seconds=9), start + 10, call_id=call),
+        ]
+    apply_events(engine, events)
+    with Session(engine) as s:
+        legs = s.scalars(select(LegRow).where(LegRow.role == "agent").order_by(LegRow.created_at)).all()
+        assert [(leg.channel_id, leg.call_id) for leg in legs] == [("line-1/call-0", "call-0"),
+                                                                   ("line-1/call-1", "call-1")]
+        assert [(naive(leg.answered_at), naive(leg.ended_at)) for leg in legs] == [
+            (naive(at(1)), naive(at(10))), (naive(at(31)), naive(at(40)))]

@@ -247,6 +247,9 @@ class AsteriskAdapter:
     async def stop_moh(self, channel_id: str) -> None:
         await self.ari.request("DELETE", f"/channels/{channel_id}/moh")
 
+    async def start_bridge_moh(self, bridge_id: str, moh_class: str = "default") -> None:
+        await self.ari.request("POST", f"/bridges/{bridge_id}/moh", params={"mohClass": moh_class})
+
     async def _channel_name(self, channel_id: str) -> str:
         name = self._names.get(channel_id)
         if name is None:
