@@ -25,9 +25,10 @@ entry (as above) to the agent connected to the caller, for both systems from the
 switch's AMI bridge events on this process's clock - the first moment the
 caller's bridge holds the agent's channel, or a Local channel whose other half
 is bridged with it (app_agent_pool before Local channel optimisation). Callers
-hang up after ``--lines-talk`` seconds; the agents never do. Both give the agent
-a zip tone (Asterisk's ``beep``): app_agent_pool plays it before it connects
-(its ``custom_beep``, default), ccengine while the call is put through.
+hang up after ``--lines-talk`` seconds; the agents never do. app_agent_pool
+plays its alert (``custom_beep``) to the agent *before* it joins the caller, so
+the lab sets it empty: otherwise the 0.44 s of Asterisk's ``beep`` would be
+measured, not dispatch. ccengine plays its zip tone as the call is put through.
 
 Run after `ccengine lab up`:  .venv/bin/python bench/time_to_agent.py [--calls 200 --rates 4,8 --lines-rate 4]
 """
