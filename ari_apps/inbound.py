@@ -2,7 +2,8 @@
 
 IVR tree (``ari_apps/ivr.py``: self-service, or a queue with skills, priority and
 intent) → ACD (skills routing, hold music, announcements, overflow) → agent phone
-rung → caller and agent bridged and recorded (MixMonitor) → hang-up → agent wrap-up.
+rung → caller and agent bridged and recorded (MixMonitor), with card payments keyed
+by the caller on the agent's request (``ari_apps/payment.py``) → hang-up → agent wrap-up.
 
 Each call is a :class:`CallSession`: one task walks the journey; hang-ups,
 DTMF and playback completions arrive from the engine's dispatcher. Whatever
@@ -54,8 +55,11 @@ from ccengine.core.events import (
 )
 from ccengine.ivr.connectors import Directory, NoDirectory
 from ccengine.ivr.interpreter import Callback, Hangup, Route, Terminal, Transfer, Voicemail, Walk, lookup
+from ccengine.ivr.pci import SecureWindow, mask_windows
 from ccengine.ivr.prompts import PromptCache
 from ccengine.ivr.registry import TreeRegistry
+from ccengine.payment.connector import LabConnector, PaymentConnector
+from ccengine.payment.settings import PaymentSettings
 from ccengine.pbx.protocol import (
     ChannelInfo,
     OriginateRequest,
@@ -65,11 +69,13 @@ from ccengine.pbx.protocol import (
     RecordingChanged,
 )
 from ccengine.recording.capture import CallRecorder, DirectoryProbe, TamperAction
+from ccengine.recording.pcimask import mask_wav
 from ccengine.recording.retention import RetentionConfig, retain_until
 from ccengine.recording.vault import ManifestFields, Vault
 from ccengine.store.schema import CallRow, LegRow, RecordingRow
 
 from .ivr import IvrDriver
+from .payment import PaymentSession, SecurePayments
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +118,8 @@ class CallSession:
     intent: str | None = None
     swallow: str = ""  # a terminator still to come after a full-length entry
     transfer_answered: asyncio.Future[None] | None = None
+    payment: PaymentSession | None = None  # a card capture in progress: the caller is away from the agent
+    secure_windows: list[SecureWindow] = field(default_factory=list)  # masked in the recording
 
 
 class InboundApp:
@@ -119,7 +127,8 @@ class InboundApp:
                  customer_dial: str, prompts: dict[str, str], recordings_dir: Path, vault: Vault | None = None,
                  retention: RetentionConfig | None = None,
                  ivr: TreeRegistry | None = None, directory: Directory | None = None,
-                 prompt_cache: PromptCache | None = None, voicemail_dir: Path | None = None):
+                 prompt_cache: PromptCache | None = None, voicemail_dir: Path | None = None,
+                 payment: PaymentSettings | None = None, payment_connector: PaymentConnector | None = None):
         self.pbx = pbx
         self.bus = bus
         self.flow = flow
@@ -143,6 +152,7 @@ class InboundApp:
         self.recording: dict[str, CallSession] = {}  # recorded channel → call, until the file is closed
         self._background: set[asyncio.Task[None]] = set()
         self.voicemail_dir = voicemail_dir or recordings_dir.parent / "voicemail"
+        self.payments = SecurePayments(self, payment or PaymentSettings(), payment_connector or LabConnector())
         self.ivr = IvrDriver(self, ivr or TreeRegistry(None, flow, lambda: acd.config.queues),
                              directory or NoDirectory(), prompt_cache or PromptCache(recordings_dir.parent / "sounds",
                                                                                      {}))
@@ -157,7 +167,7 @@ class InboundApp:
         self.bus.publish(Event.of(payload, call_id=call.id if call else None,
                                   agent_id=agent_id or (call.agent_id if call else None), queue=queue))
 
-    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
+    def spawn(self, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
         task: asyncio.Task[None] = asyncio.create_task(coro, name=name)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
@@ -171,12 +181,12 @@ class InboundApp:
         dialed = channel.app_args[1] if len(channel.app_args) > 1 else channel.dialed
         self.emit(CallOffered(caller_number=channel.caller_number, caller_name=channel.caller_name,
                               dialed=dialed, channel_id=channel.id), call)
-        call.task = self._spawn(self._journey(call), f"call-{call.id}")
+        call.task = self.spawn(self._journey(call), f"call-{call.id}")
 
     def on_agent_answered(self, channel: ChannelInfo) -> None:
         call = self.by_channel.get(channel.id)
         if call is None or call.finished or call.agent_answered is None:
-            self._spawn(self.pbx.hangup(channel.id), "hangup-orphan")
+            self.spawn(self.pbx.hangup(channel.id), "hangup-orphan")
             return
         if not call.agent_answered.done():
             call.agent_answered.set_result(None)
@@ -185,7 +195,7 @@ class InboundApp:
         """The customer we called back picked up (their leg entered the application)."""
         call = self.by_channel.get(channel.id)
         if call is None or call.finished or call.customer_answered is None:
-            self._spawn(self.pbx.hangup(channel.id), "hangup-orphan")
+            self.spawn(self.pbx.hangup(channel.id), "hangup-orphan")
             return
         if not call.customer_answered.done():
             call.customer_answered.set_result(channel)
@@ -194,14 +204,16 @@ class InboundApp:
         """The transfer target picked up."""
         call = self.by_channel.get(channel.id)
         if call is None or call.finished or call.transfer_answered is None:
-            self._spawn(self.pbx.hangup(channel.id), "hangup-orphan")
+            self.spawn(self.pbx.hangup(channel.id), "hangup-orphan")
             return
         if not call.transfer_answered.done():
             call.transfer_answered.set_result(None)
 
     def on_dtmf(self, channel_id: str, digit: str) -> None:
         call = self.by_channel.get(channel_id)
-        if call is not None and channel_id == call.customer and call.state in ("ivr", "queued", "voicemail"):
+        if call is None or channel_id != call.customer or self.payments.on_digit(call, digit):
+            return
+        if call.state in ("ivr", "queued", "voicemail"):
             call.digits.put_nowait(digit)
 
     def on_playback_finished(self, playback_id: str) -> None:
@@ -221,12 +233,12 @@ class InboundApp:
         if channel_id == call.customer:
             if call.callback and call.state in ("callback", "ringing"):
                 return  # we released the caller's line ourselves; the place in the queue is kept
-            self._spawn(self.finish(call, "customer", cause), f"finish-{call.id}")
+            self.spawn(self.finish(call, "customer", cause), f"finish-{call.id}")
         elif channel_id == call.agent_channel:
             if call.transfer_answered is not None and not call.transfer_answered.done():
                 call.transfer_answered.set_exception(PbxError(cause or "transfer target did not answer"))
             elif call.state in ("connecting", "talking"):
-                self._spawn(self.finish(call, "agent", cause), f"finish-{call.id}")
+                self.spawn(self.finish(call, "agent", cause), f"finish-{call.id}")
             elif call.agent_answered is not None and not call.agent_answered.done():
                 call.agent_answered.set_exception(PbxError(cause or "agent leg ended"))
 
@@ -279,7 +291,7 @@ class InboundApp:
         call.state = "talking"
         call.answered_at = datetime.now(UTC)
 
-    def _moh_class(self, queue_id: str) -> str:
+    def moh_class(self, queue_id: str) -> str:
         queue = self.acd.config.queues.get(queue_id)
         return queue.music_on_hold if queue else "default"
 
@@ -297,7 +309,7 @@ class InboundApp:
         call.state, call.queue_id = "queued", queue_id
         if call.queued_mono is None:
             call.queued_mono = time.monotonic()
-        await self.pbx.start_moh(call.customer, self._moh_class(queue_id))
+        await self.pbx.start_moh(call.customer, self.moh_class(queue_id))
         if call.finished:
             return
         learned = call.ivr or {}
@@ -310,14 +322,14 @@ class InboundApp:
     def _on_expire(self, call_id: str) -> None:
         call = self.sessions.get(call_id)
         if call is not None and call.state == "queued":
-            self._spawn(self._apologise_and_end(call, "max_wait", "maximum wait reached"), f"expire-{call_id}")
+            self.spawn(self._apologise_and_end(call, "max_wait", "maximum wait reached"), f"expire-{call_id}")
 
     def _on_take_message(self, call_id: str, reason: MessageReason) -> None:
         call = self.sessions.get(call_id)
         if call is not None and call.state == "queued":  # the journey task is over: this one takes its place
             queue = self.acd.config.queues.get(call.queue_id or "")
             limit = float(queue.voicemail_max) if queue is not None else 120.0
-            call.task = self._spawn(self._take_message(call, reason, mailbox=call.queue_id or "general",
+            call.task = self.spawn(self._take_message(call, reason, mailbox=call.queue_id or "general",
                                                        limit=limit), f"voicemail-{call_id}")
 
     async def _take_message(self, call: CallSession, reason: MessageReason, *, mailbox: str, limit: float,
@@ -365,12 +377,12 @@ class InboundApp:
             self.acd.abandon(reservation.contact_id)
             return
         call.state, call.queue_id = "ringing", reservation.queue_id
-        self._spawn(self._connect(call, reservation), f"connect-{call.id}")
+        self.spawn(self._connect(call, reservation), f"connect-{call.id}")
 
     def _on_announce(self, call_id: str, position: int, estimated_wait: float | None) -> None:
         call = self.sessions.get(call_id)
         if call is not None and call.state == "queued" and call.announcement is None:
-            self._spawn(self._announce(call, position, estimated_wait), f"announce-{call_id}")
+            self.spawn(self._announce(call, position, estimated_wait), f"announce-{call_id}")
 
     async def _announce(self, call: CallSession, position: int, estimated_wait: float | None) -> None:
         """Tell a waiting caller their position (and wait), then resume the queue's hold music."""
@@ -392,7 +404,7 @@ class InboundApp:
             self.emit(CallAnnounced(position=position, estimated_wait_seconds=estimated_wait), call)
             await asyncio.wait_for(done, 30)
             if call.state == "queued" and call.queue_id:
-                await self.pbx.start_moh(call.customer, self._moh_class(call.queue_id))
+                await self.pbx.start_moh(call.customer, self.moh_class(call.queue_id))
         except (TimeoutError, PbxError) as exc:
             log.debug("call %s: announcement cut short (%s)", call.id, exc)
         finally:
@@ -402,7 +414,7 @@ class InboundApp:
     def _on_offer_callback(self, call_id: str) -> None:
         call = self.sessions.get(call_id)
         if call is not None and call.state == "queued":
-            self._spawn(self._offer_callback(call), f"callback-offer-{call_id}")
+            self.spawn(self._offer_callback(call), f"callback-offer-{call_id}")
 
     async def play_and_wait(self, call: CallSession, media: str, limit: float = 30.0) -> None:
         await self._play_and_wait(call, media, limit)
@@ -433,7 +445,7 @@ class InboundApp:
             return  # an agent became free meanwhile
         if digit != "1":
             with contextlib.suppress(PbxError):
-                await self.pbx.start_moh(call.customer, self._moh_class(call.queue_id or ""))
+                await self.pbx.start_moh(call.customer, self.moh_class(call.queue_id or ""))
             return
         await self._accept_callback(call)
 
@@ -583,17 +595,18 @@ class InboundApp:
         unrecorded. On failure its queue's policy ends it or holds it; a held call
         resumes when recording works again."""
         for call in list(self.sessions.values()):
-            if call.state != "talking" or call.recorder is None or call.recording_busy or call.finished:
+            if (call.state != "talking" or call.recorder is None or call.recording_busy or call.finished
+                    or call.payment is not None):  # the caller is away in a bounded card capture
                 continue
             held = call.recording_held_since is not None
             # held: capture is stalled on purpose, so only the folder decides
             problem = self.probe.check(call.recorder.path.parent) if held else call.recorder.failure(self.probe)
             if not held and problem is not None:
                 call.recording_busy = True
-                self._spawn(self._recording_failed(call, problem), f"recording-failed-{call.id}")
+                self.spawn(self._recording_failed(call, problem), f"recording-failed-{call.id}")
             elif held and problem is None:
                 call.recording_busy = True
-                self._spawn(self._recording_resume(call), f"recording-resume-{call.id}")
+                self.spawn(self._recording_resume(call), f"recording-resume-{call.id}")
 
     async def _recording_failed(self, call: CallSession, problem: str) -> None:
         queue = self.acd.config.queues.get(call.queue_id or "")
@@ -611,7 +624,7 @@ class InboundApp:
                 return
             await self.pbx.remove_from_bridge(call.bridge_id, [call.customer, call.agent_channel])
             for channel in (call.customer, call.agent_channel):
-                await self.pbx.start_moh(channel, self._moh_class(call.queue_id or ""))
+                await self.pbx.start_moh(channel, self.moh_class(call.queue_id or ""))
             call.recording_held_since = time.monotonic()
         except PbxError as exc:
             log.warning("call %s: recording-failure policy %s not applied (%s)", call.id, policy, exc)
@@ -650,6 +663,7 @@ class InboundApp:
         state, call.state = call.state, "ended"
         if state == "ivr":
             self.ivr.abandon(call)
+        self.payments.abort(call)
         if call.task is not None and call.task is not asyncio.current_task():
             call.task.cancel()
         if call.agent_answered is not None and not call.agent_answered.done():
@@ -699,10 +713,16 @@ class InboundApp:
         duration, size = await asyncio.to_thread(wav_stats, path)
         self.emit(CallRecordingStopped(recording_id=call.recording_id, duration_seconds=duration,
                                        size_bytes=size), call)
+        now = datetime.now(UTC)
+        masks = [mask for window in call.secure_windows
+                 for mask in mask_windows(segments[0].started_at, segments[-1].ended_at, [window.span(now)],
+                                          window.reason)]
         if self.vault is None or self.retention is None or not size:
+            if masks and size:  # not sealed: the plaintext itself must not keep what was masked
+                await asyncio.to_thread(_mask_in_place, path, [m.seconds for m in masks])
             return
         fields = ManifestFields(call.recording_id, (call.id,), segments[0].started_at, segments[-1].ended_at,
-                                segments)
+                                segments, masks)
         try:
             async with self._sealing:  # one chain append at a time
                 sealed = await asyncio.to_thread(self.vault.seal, path, fields)
@@ -765,7 +785,7 @@ class InboundApp:
             else:
                 await self.pbx.watch([call.customer], [])
                 call.answered_at = None
-                self._spawn(self._enqueue(call, row.queue or self.flow.default_queue), f"requeue-{call.id}")
+                self.spawn(self._enqueue(call, row.queue or self.flow.default_queue), f"requeue-{call.id}")
             recovered += 1
         for channel_id in live:
             if channel_id not in known:
@@ -785,6 +805,13 @@ class InboundApp:
 
 def _str(value: Any) -> str | None:
     return str(value) if value not in (None, "") else None
+
+
+def _mask_in_place(path: Path, windows: list[tuple[float, float]]) -> None:
+    tmp = path.with_name(path.name + ".masking")
+    with path.open("rb") as src, tmp.open("wb") as out:
+        mask_wav(src, out, windows)
+    tmp.replace(path)
 
 
 def wav_stats(path: Path) -> tuple[float | None, int | None]:

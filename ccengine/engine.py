@@ -23,6 +23,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ari_apps.inbound import InboundApp
+from ari_apps.payment import PROMPTS as PAYMENT_PROMPTS
 from ari_apps.supervision import Supervision
 
 from .acd.definitions import load_queue_config
@@ -39,6 +40,7 @@ from .core.events import EnginePbxLink, EngineResynced, Event
 from .ivr.connectors import Directory, HttpDirectory, NoDirectory
 from .ivr.prompts import PromptCache
 from .ivr.registry import TreeRegistry
+from .payment.connector import make_connector
 from .pbx.asterisk.adapter import AsteriskAdapter
 from .pbx.protocol import (
     ChannelEntered,
@@ -140,7 +142,7 @@ class Engine:
     def prompts(self) -> dict[str, str]:
         """Prompt media URIs; generated with espeak-ng (cached) unless a media URI is configured."""
         out = {}
-        for name, text in PROMPTS.items():
+        for name, text in {**PROMPTS, **PAYMENT_PROMPTS}.items():
             wav = synthesize(text, self.settings.paths.sounds_dir / f"{name}.wav", speed=185)
             out[name] = f"sound:{wav.with_suffix('')}"
         if self.settings.flow.prompt:
@@ -162,7 +164,8 @@ class Engine:
                               recordings_dir=settings.paths.recordings_dir,
                               vault=self.vault, retention=self.retention,
                               ivr=self.ivr, directory=self.directory, prompt_cache=self.prompt_cache,
-                              voicemail_dir=settings.paths.state_dir / "voicemail")
+                              voicemail_dir=settings.paths.state_dir / "voicemail", payment=settings.payment,
+                              payment_connector=make_connector(settings.payment.connector))
         if self.analytics is not None:
             await self.analytics.start()
             self.app.on_connected = self.analytics.call_connected

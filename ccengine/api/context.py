@@ -11,6 +11,7 @@ from aiohttp import web
 from sqlalchemy import Engine
 
 from ari_apps.inbound import CallSession
+from ari_apps.payment import SecurePayments
 from ari_apps.supervision import Supervision
 
 from ..acd.service import Acd
@@ -44,6 +45,7 @@ class ApiContext:
     supervision: Supervision | None = None  # listen / whisper / barge, when the engine runs
     live_call: Callable[[str], CallSession | None] | None = None  # call id → the engine's live call
     keeping: Keeping | None = None  # legal holds, purge and erasure of sealed recordings
+    payments: SecurePayments | None = None  # agent-requested card capture, when the engine runs
     users: UserStore = field(init=False)
     audit: AuditTrail = field(init=False)
     limiter: RateLimiter = field(init=False)

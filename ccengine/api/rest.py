@@ -1,22 +1,26 @@
-"""REST resources: health, login, users and tokens, queues, agents, calls, recordings,
-campaigns, reports, audit. Reads run in worker threads; the ACD is touched on the loop."""
+"""REST resources: health, login, users and tokens, queues, agents, calls (hang-up, monitoring,
+secure payment), recordings, campaigns, reports, audit. Reads run in worker threads; the ACD is touched on the loop."""
 
 from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any, Literal
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from ari_apps.payment import PaymentRefused
 from ari_apps.supervision import SupervisionError
 
 from ..acd.router import RoutingError
 from ..acd.stats import live_state, queue_stats
+from ..payment.connector import PaymentRequest
 from ..pbx.protocol import PbxError
+from ..recording.pcimask import find_card_numbers
 from ..store.reports import kpis
 from ..store.schema import CallRow, EventRow, LegRow, RecordingRow
 from .app import Route, body, error, principal
@@ -62,6 +66,20 @@ class MonitorBody(_Body):
 
 class HangupBody(_Body):
     reason: str = Field("normal", pattern=r"^(normal|busy|congestion|no_answer)$")
+
+
+class SecurePaymentBody(_Body):
+    amount: Decimal = Field(gt=0, le=1_000_000, max_digits=9, decimal_places=2,
+                            description="amount to charge, at most two decimals (a string keeps it exact)")
+    currency: str = Field(pattern=r"^[A-Z]{3}$", description="ISO 4217 code, e.g. EUR")
+    reference: str = Field(pattern=r"^[A-Za-z0-9_.:/-]{1,64}$", description="the order or invoice it pays")
+
+    @field_validator("reference")
+    @classmethod
+    def _no_card_number(cls, value: str) -> str:
+        if find_card_numbers(value):  # it would end up in events and the audit trail
+            raise ValueError("must not contain a card number")
+        return value
 
 
 def _ctx(request: web.Request) -> ApiContext:
@@ -312,6 +330,31 @@ async def call_monitor(request: web.Request) -> web.Response:
     return web.json_response({"session": session.id, "call_id": call_id, "mode": data.mode}, status=201)
 
 
+async def call_secure_payment(request: web.Request) -> web.Response:
+    """The caller keys a card into the engine while the agent waits on hold; the outcome arrives as
+    ``call.payment_captured`` or ``call.payment_failed``."""
+    ctx, who = _ctx(request), principal(request)
+    call_id = request.match_info["call_id"]
+    data = await body(request, SecurePaymentBody)
+    if ctx.payments is None or ctx.live_call is None:
+        raise error(503, "secure payments need the running engine")
+    call = ctx.live_call(call_id)
+    if call is None or (who.role == "agent" and call.agent_id != who.agent_id):
+        raise error(404, f"no live call {call_id}")  # an agent cannot learn of someone else's call
+    details: dict[str, Any] = {"amount": str(data.amount), "currency": data.currency, "reference": data.reference}
+    try:
+        payment = await ctx.payments.start(call, PaymentRequest(call_id, data.amount, data.currency, data.reference),
+                                           who.username)
+    except PaymentRefused as exc:
+        await ctx.record(who, "call.secure_payment", call_id, request=request, outcome="error",
+                         details={**details, "error": str(exc)})
+        raise error(409, str(exc)) from None
+    await ctx.record(who, "call.secure_payment", call_id, request=request,
+                     details={**details, "payment_id": payment.id})
+    return web.json_response({"payment_id": payment.id, "call_id": call_id,
+                              "window_started_at": _iso(payment.window.started_at)}, status=202)
+
+
 async def recordings(request: web.Request) -> web.Response:
     ctx = _ctx(request)
     limit = _limit(request)
@@ -385,6 +428,9 @@ ROUTES = [
           HangupBody),
     Route("POST", "/api/v1/calls/{call_id}/monitor", call_monitor, ("supervisor", "qa"),
           "listen, whisper (agent only hears) or barge into a live call from the supervisor's phone", MonitorBody),
+    Route("POST", "/api/v1/calls/{call_id}/secure-payment", call_secure_payment, ("agent", "supervisor", "admin"),
+          "the caller keys a card for the agent's payment (the agent is on hold, the recording masked); "
+          "202, then call.payment_captured or call.payment_failed", SecurePaymentBody),
     Route("GET", "/api/v1/recordings", recordings, ("supervisor", "qa", "compliance", "auditor"), "recordings"),
     Route("GET", "/api/v1/campaigns", campaigns, ("supervisor", "admin", "auditor"), "outbound campaigns"),
     Route("GET", "/api/v1/reports/kpis", report_kpis, ("supervisor", "qa", "admin", "auditor"), "call KPIs"),

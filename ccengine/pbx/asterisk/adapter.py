@@ -247,6 +247,12 @@ class AsteriskAdapter:
     async def stop_moh(self, channel_id: str) -> None:
         await self.ari.request("DELETE", f"/channels/{channel_id}/moh")
 
+    async def start_silence(self, channel_id: str) -> None:
+        await self.ari.request("POST", f"/channels/{channel_id}/silence")
+
+    async def stop_silence(self, channel_id: str) -> None:
+        await self.ari.request("DELETE", f"/channels/{channel_id}/silence")
+
     async def _channel_name(self, channel_id: str) -> str:
         name = self._names.get(channel_id)
         if name is None:
