@@ -1,0 +1,57 @@
+"""POST /api/v1/calls/{id}/secure-payment: who may ask, what is refused and why, what is audited."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from ari_apps.payment import SecurePayments
+from ccengine.audit.chain import AuditTrail
+from ccengine.payment.connector import LabConnector
+
+from .api_support import running_api
+from .test_payment_driver import FakeApp, settings, talking_call
+
+ORDER = {"amount": "49.90", "currency": "EUR", "reference": "INV-2026-0042"}
+
+
+async def test_secure_payment_route(tmp_path: Path) -> None:
+    async with running_api(tmp_path) as api, aiohttp.ClientSession() as http:
+        async def post(role: str, call_id: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+            async with http.post(f"{api.url}/api/v1/calls/{call_id}/secure-payment", json=body,
+                                 headers=api.auth(role)) as resp:
+                return resp.status, await resp.json()
+
+        assert (await post("agent", "call-1", ORDER))[0] == 503  # no engine behind this API
+        own, other = talking_call(), talking_call()
+        other.id, other.agent_id, other.customer = "call-2", "agent2", "cust-2"
+        calls = {c.id: c for c in (own, other)}
+        app = FakeApp()
+        api.ctx.payments = SecurePayments(app, settings(first_digit_timeout=30.0), LabConnector())  # type: ignore[arg-type]
+        api.ctx.live_call = calls.get
+
+        for body, why in [({**ORDER, "reference": "pay-4111111111111111"}, "card number"),
+                          ({**ORDER, "amount": "0"}, "amount"), ({**ORDER, "amount": "1.005"}, "amount"),
+                          ({**ORDER, "currency": "eur"}, "currency"), ({**ORDER, "cvv": "123"}, "cvv"),
+                          ({"amount": "5"}, "currency")]:
+            status, reply = await post("agent", own.id, body)
+            assert status == 422 and why in reply["error"], (body, reply)
+        assert (await post("agent", other.id, ORDER))[0] == 404  # not this agent's call: it does not exist
+        assert (await post("supervisor", "nope", ORDER))[0] == 404
+        status, reply = await post("agent", own.id, ORDER)
+        assert status == 202 and reply["call_id"] == own.id and reply["payment_id"]
+        status, refused = await post("supervisor", own.id, ORDER)
+        assert status == 409 and "already" in refused["error"]
+        assert (await post("admin", other.id, ORDER))[0] == 202  # supervisors and admins: any call
+
+        trail = [e for e in AuditTrail(api.ctx.db).entries() if e.action == "call.secure_payment"]
+        assert [(e.actor, e.target, e.outcome) for e in trail] == [
+            ("agent1", own.id, "success"), ("supervisor1", own.id, "error"), ("admin1", other.id, "success")]
+        details = trail[0].details_obj
+        assert details["payment_id"] == reply["payment_id"] and details["amount"] == "49.90"
+        for call in (own, other):
+            api.ctx.payments.abort(call)
+        await asyncio.gather(*app.tasks, return_exceptions=True)
