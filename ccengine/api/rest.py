@@ -317,6 +317,8 @@ async def call_monitor(request: web.Request) -> web.Response:
     call = ctx.live_call(call_id)
     if call is None or call.state != "talking":
         raise error(409, f"call {call_id} is not a live call with an agent")
+    if call.payment is not None and data.mode == "listen":
+        raise error(409, "the caller is keying a card; listening is possible again once the payment is over")
     try:
         session = await ctx.supervision.start(call_id=call_id, customer=call.customer, agent_channel=call.agent_channel,
                                               call_bridge=call.bridge_id, mode=data.mode, phone=data.phone,
@@ -342,6 +344,8 @@ async def call_secure_payment(request: web.Request) -> web.Response:
     if call is None or (who.role == "agent" and call.agent_id != who.agent_id):
         raise error(404, f"no live call {call_id}")  # an agent cannot learn of someone else's call
     details: dict[str, Any] = {"amount": str(data.amount), "currency": data.currency, "reference": data.reference}
+    if ctx.supervision is not None and call.payment is None:
+        details["listening_ended"] = await ctx.supervision.stop_listening(call_id)  # a snoop would hear the tones
     try:
         payment = await ctx.payments.start(call, PaymentRequest(call_id, data.amount, data.currency, data.reference),
                                            who.username)

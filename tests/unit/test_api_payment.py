@@ -9,6 +9,7 @@ from typing import Any
 import aiohttp
 
 from ari_apps.payment import SecurePayments
+from ari_apps.supervision import Session, Supervision
 from ccengine.audit.chain import AuditTrail
 from ccengine.payment.connector import LabConnector
 
@@ -32,6 +33,8 @@ async def test_secure_payment_route(tmp_path: Path) -> None:
         app = FakeApp()
         api.ctx.payments = SecurePayments(app, settings(first_digit_timeout=30.0), LabConnector())  # type: ignore[arg-type]
         api.ctx.live_call = calls.get
+        supervision = api.ctx.supervision = Supervision(app.pbx, "PJSIP/{agent}")  # type: ignore[arg-type]
+        supervision.sessions["s1"] = Session("s1", own.id, "listen", "floor", None, snoop="snoop-1")
 
         for body, why in [({**ORDER, "reference": "pay-4111111111111111"}, "card number"),
                           ({**ORDER, "amount": "0"}, "amount"), ({**ORDER, "amount": "1.005"}, "amount"),
@@ -43,6 +46,10 @@ async def test_secure_payment_route(tmp_path: Path) -> None:
         assert (await post("supervisor", "nope", ORDER))[0] == 404
         status, reply = await post("agent", own.id, ORDER)
         assert status == 202 and reply["call_id"] == own.id and reply["payment_id"]
+        assert supervision.sessions == {} and ("hangup", "snoop-1") in app.pbx.requests  # it would hear the tones
+        async with http.post(f"{api.url}/api/v1/calls/{own.id}/monitor", json={"mode": "listen", "phone": "agent9"},
+                             headers=api.auth("supervisor")) as resp:
+            assert resp.status == 409 and "keying a card" in (await resp.json())["error"]
         status, refused = await post("supervisor", own.id, ORDER)
         assert status == 409 and "already" in refused["error"]
         assert (await post("admin", other.id, ORDER))[0] == 202  # supervisors and admins: any call
@@ -52,6 +59,7 @@ async def test_secure_payment_route(tmp_path: Path) -> None:
             ("agent1", own.id, "success"), ("supervisor1", own.id, "error"), ("admin1", other.id, "success")]
         details = trail[0].details_obj
         assert details["payment_id"] == reply["payment_id"] and details["amount"] == "49.90"
+        assert details["listening_ended"] == 1
         for call in (own, other):
             api.ctx.payments.abort(call)
         await asyncio.gather(*app.tasks, return_exceptions=True)
