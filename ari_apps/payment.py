@@ -133,12 +133,16 @@ class SecurePayments:
 
     # -- the capture -----------------------------------------------------------------------------
     async def _run(self, call: CallSession, payment: PaymentSession) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.settings.max_seconds  # the mask window's longest life
         try:
-            async with asyncio.timeout(self.settings.max_seconds):
+            async with asyncio.timeout_at(deadline):
                 outcome = await self._dialogue(call, payment)
+            left = deadline - loop.time()
+            if left > 1.0:  # the caller hears the outcome too, unless the window is about to expire
                 with contextlib.suppress(PbxError, TimeoutError):
                     await self.app.play_and_wait(call, self.app.prompts["pay_thanks" if outcome.token else
-                                                                        "pay_sorry"], PLAY_LIMIT)
+                                                                        "pay_sorry"], min(left, PLAY_LIMIT))
         except TimeoutError:
             outcome = Outcome(failure="timeout", detail=f"no complete entry within {self.settings.max_seconds:g} s")
         except PbxError as exc:

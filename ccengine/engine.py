@@ -22,7 +22,7 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ari_apps.inbound import InboundApp
+from ari_apps.inbound import CallSession, InboundApp
 from ari_apps.payment import PROMPTS as PAYMENT_PROMPTS
 from ari_apps.supervision import Supervision
 
@@ -41,6 +41,7 @@ from .ivr.connectors import Directory, HttpDirectory, NoDirectory
 from .ivr.prompts import PromptCache
 from .ivr.registry import TreeRegistry
 from .payment.connector import make_connector
+from .payment.control import payment_routes
 from .pbx.asterisk.adapter import AsteriskAdapter
 from .pbx.protocol import (
     ChannelEntered,
@@ -116,6 +117,13 @@ class Engine:
         if unknown:
             raise ConfigError([ConfigIssue(str(self.settings.acd.queues), 1, 1, "queues",
                                            f"flow menu routes to unknown queue(s): {', '.join(unknown)}")])
+
+    def agent_call(self, agent_id: str) -> CallSession | None:
+        """The live call ``agent_id`` is on, if any."""
+        app = self.app
+        if app is None:
+            return None
+        return next((c for c in app.sessions.values() if c.agent_id == agent_id and not c.finished), None)
 
     def reload_queues(self) -> bool:
         """Hot reload of the queue definitions (SIGHUP); a bad file keeps the running ones."""
@@ -322,8 +330,11 @@ async def run_engine(settings: Settings, stop: asyncio.Event) -> None:
     from .dialer.host import CampaignHost  # blended campaigns run here, on the engine's ACD
 
     campaigns = CampaignHost(settings, engine.acd, engine.db)
+    extra = campaigns.routes()
+    if engine.app is not None and settings.payment.enabled:
+        extra += payment_routes(engine.app.payments, engine.agent_call, AuditTrail(engine.db))
     control = await serve_control(make_control(engine.acd, settings.acd.not_ready_reasons, engine.reload_queues,
-                                               campaigns.routes()),
+                                               extra),
                                   socket_path(settings.paths.state_dir))
     from .api.server import start_for_engine
 

@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime
-from decimal import Decimal
 from typing import Any, Literal
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -19,8 +18,8 @@ from ari_apps.supervision import SupervisionError
 from ..acd.router import RoutingError
 from ..acd.stats import live_state, queue_stats
 from ..payment.connector import PaymentRequest
+from ..payment.order import PaymentOrder
 from ..pbx.protocol import PbxError
-from ..recording.pcimask import find_card_numbers
 from ..store.reports import kpis
 from ..store.schema import CallRow, EventRow, LegRow, RecordingRow
 from .app import Route, body, error, principal
@@ -66,20 +65,6 @@ class MonitorBody(_Body):
 
 class HangupBody(_Body):
     reason: str = Field("normal", pattern=r"^(normal|busy|congestion|no_answer)$")
-
-
-class SecurePaymentBody(_Body):
-    amount: Decimal = Field(gt=0, le=1_000_000, max_digits=9, decimal_places=2,
-                            description="amount to charge, at most two decimals (a string keeps it exact)")
-    currency: str = Field(pattern=r"^[A-Z]{3}$", description="ISO 4217 code, e.g. EUR")
-    reference: str = Field(pattern=r"^[A-Za-z0-9_.:/-]{1,64}$", description="the order or invoice it pays")
-
-    @field_validator("reference")
-    @classmethod
-    def _no_card_number(cls, value: str) -> str:
-        if find_card_numbers(value):  # it would end up in events and the audit trail
-            raise ValueError("must not contain a card number")
-        return value
 
 
 def _ctx(request: web.Request) -> ApiContext:
@@ -337,7 +322,7 @@ async def call_secure_payment(request: web.Request) -> web.Response:
     ``call.payment_captured`` or ``call.payment_failed``."""
     ctx, who = _ctx(request), principal(request)
     call_id = request.match_info["call_id"]
-    data = await body(request, SecurePaymentBody)
+    data = await body(request, PaymentOrder)
     if ctx.payments is None or ctx.live_call is None:
         raise error(503, "secure payments need the running engine")
     call = ctx.live_call(call_id)
@@ -434,7 +419,7 @@ ROUTES = [
           "listen, whisper (agent only hears) or barge into a live call from the supervisor's phone", MonitorBody),
     Route("POST", "/api/v1/calls/{call_id}/secure-payment", call_secure_payment, ("agent", "supervisor", "admin"),
           "the caller keys a card for the agent's payment (the agent is on hold, the recording masked); "
-          "202, then call.payment_captured or call.payment_failed", SecurePaymentBody),
+          "202, then call.payment_captured or call.payment_failed", PaymentOrder),
     Route("GET", "/api/v1/recordings", recordings, ("supervisor", "qa", "compliance", "auditor"), "recordings"),
     Route("GET", "/api/v1/campaigns", campaigns, ("supervisor", "admin", "auditor"), "outbound campaigns"),
     Route("GET", "/api/v1/reports/kpis", report_kpis, ("supervisor", "qa", "admin", "auditor"), "call KPIs"),

@@ -1,4 +1,5 @@
-"""POST /api/v1/calls/{id}/secure-payment: who may ask, what is refused and why, what is audited."""
+"""POST /api/v1/calls/{id}/secure-payment (and the control socket's twin): who may ask, what is
+refused and why, what is audited."""
 
 from __future__ import annotations
 
@@ -7,11 +8,18 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+from aiohttp.test_utils import TestClient, TestServer
 
 from ari_apps.payment import SecurePayments
 from ari_apps.supervision import Session, Supervision
+from ccengine.acd.definitions import load_queue_config
+from ccengine.acd.service import Acd
 from ccengine.audit.chain import AuditTrail
+from ccengine.control import make_app as make_control
+from ccengine.lab.queues import write_general_queue
 from ccengine.payment.connector import LabConnector
+from ccengine.payment.control import payment_routes
+from ccengine.store.database import make_engine, upgrade
 
 from .api_support import running_api
 from .test_payment_driver import FakeApp, settings, talking_call
@@ -63,3 +71,29 @@ async def test_secure_payment_route(tmp_path: Path) -> None:
         for call in (own, other):
             api.ctx.payments.abort(call)
         await asyncio.gather(*app.tasks, return_exceptions=True)
+
+
+async def test_control_socket_route(tmp_path: Path) -> None:
+    """`ccengine agents pay` reaches the same capture through the engine's local socket; audited."""
+    url = f"sqlite:///{tmp_path / 'control.db'}"
+    upgrade(url)
+    db = make_engine(url)
+    app, call = FakeApp(), talking_call()
+    payments = SecurePayments(app, settings(first_digit_timeout=30.0), LabConnector())  # type: ignore[arg-type]
+    acd = Acd(load_queue_config(write_general_queue(tmp_path / "queues.yaml", 2)), lambda _e: None)
+    routes = payment_routes(payments, {"agent1": call}.get, AuditTrail(db))
+    async with TestClient(TestServer(make_control(acd, ("break",), lambda: True, routes))) as client:
+        async def pay(agent: str, **query: str) -> tuple[int, str]:
+            async with client.post(f"/payments/{agent}", params=query) as resp:
+                return resp.status, resp.reason or ""
+
+        assert await pay("agent1", amount="1.001", currency="EUR", reference="x") == (
+            422, "amount: Decimal input should have no more than 2 decimal places")
+        assert (await pay("agent2", **ORDER))[0] == 404
+        assert (await pay("agent1", **ORDER))[0] == 202
+        assert await pay("agent1", **ORDER) == (409, "a payment is already being captured on this call")
+    assert [(e.actor, e.outcome) for e in AuditTrail(db).entries() if e.action == "call.secure_payment"] == [
+        ("control-socket", "success"), ("control-socket", "error")]
+    payments.abort(call)
+    await asyncio.gather(*app.tasks, return_exceptions=True)
+    db.dispose()
