@@ -27,6 +27,7 @@ from ccengine.recording.pcimask import find_card_numbers
 from ccengine.recording.vault import Vault
 
 from .conftest import pbx_channels
+from .test_api_supervision import ari
 
 pytestmark = pytest.mark.lab
 
@@ -91,9 +92,14 @@ async def test_agent_secure_payment_masks_and_leaks_nothing(engine_factory, peer
             status, reply = await ask("ann", order)
             assert status == 202, reply
             assert (await ask("ann", order))[0] == 409  # one capture at a time
+        [bridged] = engine.events("call.bridged")
+        bridge = await ari(lab, "GET", f"/bridges/{bridged.data['bridge_id']}")
+        assert bridge["channels"] == [bridged.data["agent_channel_id"]], "the agent waits alone, out of earshot"
         await peer.set_global(f"PAY_{CALLER}", "1")
         await engine.wait_for(lambda: engine.count_events("call.payment_captured")
                               + engine.count_events("call.payment_failed") == 1, 90, "the payment's outcome")
+        bridge = await ari(lab, "GET", f"/bridges/{bridged.data['bridge_id']}")
+        assert len(bridge["channels"]) == 2, "the caller is back with the agent"
         await engine.wait_for(lambda: engine.count_events("call.recording_sealed") == 1, 60, "the sealed recording")
     finally:
         for name in ("AGENT_TALK_agent1", "AGENT_ABSENT_agent2", f"PAY_{CALLER}"):
