@@ -55,6 +55,36 @@ def database_text(path: Path) -> str:
     return "\n".join(out)
 
 
+def stored_audio(vault: Vault, recording_id: str) -> tuple[bytes, np.ndarray, int]:
+    """The decrypted WAV as stored (no masking on the way out), its stereo samples and rate."""
+    stored = io.BytesIO()
+    vault.export(recording_id, stored, masked=False)
+    stored.seek(0)
+    with wave.open(stored) as wav:
+        assert wav.getnchannels() == 2
+        rate = wav.getframerate()
+        audio = np.frombuffer(wav.readframes(wav.getnframes()), dtype="<i2").reshape(-1, 2)
+    return stored.getvalue(), audio, rate
+
+
+def assert_no_card_anywhere(engine: Any, recording: bytes) -> None:
+    """Database (every table, every column), engine log, events, decrypted recording."""
+    assert card_traces(database_text(Path(engine.settings.database.url.removeprefix("sqlite:///")))) == []
+    assert card_traces((engine.workdir / "engine.log").read_text(errors="replace")) == []
+    assert card_traces("\n".join(str(e.data) for e in engine.events())) == []
+    assert card_traces(recording.decode("latin-1")) == []
+    assert card_traces(f"{CARD} {EXPIRY} {CVV}") != [], "the scan finds what it looks for"
+
+
+async def ask_for_payment(engine: Any, call_id: str, token: str, order: dict[str, str]) -> tuple[int, dict[str, Any]]:
+    base = f"https://127.0.0.1:{engine.settings.http_port}/api/v1"
+    trust = ssl.create_default_context(cafile=str(Path(engine.settings.paths.state_dir) / "tls" / "api.crt"))
+    async with aiohttp.ClientSession() as http, \
+            http.post(f"{base}/calls/{call_id}/secure-payment", json=order, ssl=trust,
+                      headers={"Authorization": f"Bearer {token}"}) as resp:
+        return resp.status, await resp.json()
+
+
 def rms(samples: np.ndarray) -> float:
     return float(np.sqrt(np.mean(samples.astype(np.float64) ** 2))) if len(samples) else 0.0
 
@@ -66,8 +96,6 @@ async def test_agent_secure_payment_masks_and_leaks_nothing(engine_factory, peer
     users.add("ann", "agent", agent_id="agent1")
     users.add("bob", "agent", agent_id="agent2")
     tokens = {name: users.create_token(name) for name in ("ann", "bob")}
-    base = f"https://127.0.0.1:{engine.settings.http_port}/api/v1"
-    trust = ssl.create_default_context(cafile=str(Path(engine.settings.paths.state_dir) / "tls" / "api.crt"))
     script = dtmf_script(WRONG_CARD + "#", 3, CARD + "#", 2, EXPIRY, 2, CVV + "#")
     await peer.set_global("AGENT_TALK_agent1", "90")
     await peer.set_global("AGENT_ABSENT_agent2", "1")
@@ -78,20 +106,14 @@ async def test_agent_secure_payment_masks_and_leaks_nothing(engine_factory, peer
         [call] = engine.calls()
         assert call.agent_id == "agent1"
 
-        async with aiohttp.ClientSession() as http:
-            async def ask(who: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
-                async with http.post(f"{base}/calls/{call.id}/secure-payment", json=body, ssl=trust,
-                                     headers={"Authorization": f"Bearer {tokens[who]}"}) as resp:
-                    return resp.status, await resp.json()
-
-            order = {"amount": "49.90", "currency": "EUR", "reference": "INV-2026-0042"}
-            assert (await ask("bob", order))[0] == 404  # not bob's call
-            status, reply = await ask("ann", {**order, "reference": f"card-{CARD}"})
-            assert status == 422 and "card number" in reply["error"]
-            assert (await ask("ann", {**order, "currency": "euro"}))[0] == 422
-            status, reply = await ask("ann", order)
-            assert status == 202, reply
-            assert (await ask("ann", order))[0] == 409  # one capture at a time
+        order = {"amount": "49.90", "currency": "EUR", "reference": "INV-2026-0042"}
+        assert (await ask_for_payment(engine, call.id, tokens["bob"], order))[0] == 404  # not bob's call
+        status, reply = await ask_for_payment(engine, call.id, tokens["ann"], {**order, "reference": f"card-{CARD}"})
+        assert status == 422 and "card number" in reply["error"]
+        assert (await ask_for_payment(engine, call.id, tokens["ann"], {**order, "currency": "euro"}))[0] == 422
+        status, reply = await ask_for_payment(engine, call.id, tokens["ann"], order)
+        assert status == 202, reply
+        assert (await ask_for_payment(engine, call.id, tokens["ann"], order))[0] == 409  # one capture at a time
         [bridged] = engine.events("call.bridged")
         bridge = await ari(lab, "GET", f"/bridges/{bridged.data['bridge_id']}")
         assert bridge["channels"] == [bridged.data["agent_channel_id"]], "the agent waits alone, out of earshot"
@@ -134,13 +156,7 @@ async def test_agent_secure_payment_masks_and_leaks_nothing(engine_factory, peer
     offset = (window_start - manifest.started_at).total_seconds()
     assert abs(mask.start_ms / 1000 - (offset - 0.25)) < 0.01
     assert abs((mask.end_ms - mask.start_ms) / 1000 - ((window_end - window_start).total_seconds() + 0.5)) < 0.01
-    stored = io.BytesIO()
-    vault.export(recording_id, stored, masked=False)  # the audio as stored, no masking on the way out
-    stored.seek(0)
-    with wave.open(stored) as wav:
-        assert wav.getnchannels() == 2
-        rate = wav.getframerate()
-        audio = np.frombuffer(wav.readframes(wav.getnframes()), dtype="<i2").reshape(-1, 2)
+    stored, audio, rate = stored_audio(vault, recording_id)
     talk = (call.ended_at - call.bridged_at).total_seconds()
     assert abs(len(audio) / rate - talk) <= 1.5, (len(audio) / rate, talk)  # one timeline, capture included
     a, b = mask.start_ms * rate // 1000, mask.end_ms * rate // 1000
@@ -151,12 +167,48 @@ async def test_agent_secure_payment_masks_and_leaks_nothing(engine_factory, peer
         after = rms(audio[b + rate // 2:b + 2 * rate, channel])
         assert before > 100 and after > 100, (who, before, after)
 
-    # nothing anywhere holds the card: database, engine log, events, decrypted recording
-    stored_text = stored.getvalue().decode("latin-1")
-    assert card_traces(database_text(Path(engine.settings.database.url.removeprefix("sqlite:///")))) == []
-    assert card_traces((engine.workdir / "engine.log").read_text(errors="replace")) == []
-    assert card_traces("\n".join(str(e.data) for e in engine.events())) == []
-    assert card_traces(stored_text) == []
-    assert card_traces(f"{CARD} {EXPIRY} {CVV}") != [], "the scan finds what it looks for"
+    assert_no_card_anywhere(engine, stored)
+    await asyncio.sleep(1)
+    assert await pbx_channels(lab) == []
+
+
+async def test_caller_hanging_up_mid_capture_closes_the_window_at_the_hang_up(  # type: ignore[no-untyped-def]
+        engine_factory, peer, lab):
+    engine = engine_factory(agents=1)
+    engine.start()
+    users = UserStore(engine.db, LoginPolicy(5, 60.0))
+    users.add("floor", "supervisor")
+    caller = "5557002"
+    await peer.set_global("AGENT_TALK_agent1", "90")
+    try:  # the customer keys the card number, no "#", and hangs up a second later
+        await peer.call(Customer(number=caller, digit="1", prompt_wait=0.5, patience=1, pay=CARD))
+        await engine.wait_for(lambda: engine.count_events("call.recording_started") == 1, 40, "a recorded call")
+        await asyncio.sleep(2.0)
+        [call] = engine.calls()
+        status, _ = await ask_for_payment(engine, call.id, users.create_token("floor"),
+                                          {"amount": "5", "currency": "GBP", "reference": "INV-7"})
+        assert status == 202
+        await peer.set_global(f"PAY_{caller}", "1")
+        await engine.wait_for(lambda: engine.count_events("call.recording_sealed") == 1, 90, "the sealed recording")
+    finally:
+        for name in ("AGENT_TALK_agent1", f"PAY_{caller}"):
+            await peer.set_global(name, "")
+
+    [failed] = engine.events("call.payment_failed")
+    assert failed.data["reason"] == "hangup" and failed.data["last4"] is None
+    assert engine.events("call.payment_captured") == []
+    [call] = engine.calls()
+    assert call.ended_by == "customer"
+    window_end = datetime.fromisoformat(failed.data["window_ended_at"]).replace(tzinfo=None)
+    assert call.ended_at is not None and abs((call.ended_at - window_end).total_seconds()) < 1.0
+    recording_id = engine.events("call.recording_sealed")[0].data["recording_id"]
+    vault = Vault(engine.settings.recording.vault_dir, create=False)
+    assert vault.verify(recording_id) == []
+    [mask] = vault.manifest(recording_id).manifest.mask_windows
+    stored, audio, rate = stored_audio(vault, recording_id)
+    a = mask.start_ms * rate // 1000
+    assert mask.end_ms * rate // 1000 >= len(audio) - rate // 4, "masked to the end of the call"
+    assert a > rate and not audio[a:].any() and audio[:a - rate // 2].any()
+    assert_no_card_anywhere(engine, stored)
     await asyncio.sleep(1)
     assert await pbx_channels(lab) == []
