@@ -122,6 +122,11 @@ class CallSession:
     secure_windows: list[SecureWindow] = field(default_factory=list)  # masked in the recording
 
 
+StoredCall = tuple[CallRow, list[LegRow], RecordingRow | None, Mapping[str, Any] | None]
+"""An open call as the store knows it: row, legs, latest recording, and the ``call.payment_started``
+data of a capture that never ended (the engine stopped during it)."""
+
+
 class InboundApp:
     def __init__(self, pbx: PbxAdapter, bus: EventBus, flow: FlowSettings, acd: Acd, *, agent_dial: str,
                  customer_dial: str, prompts: dict[str, str], recordings_dir: Path, vault: Vault | None = None,
@@ -738,8 +743,7 @@ class InboundApp:
                   call)
 
     # -- reconciliation --------------------------------------------------------------------------
-    async def reconcile(self, snapshot: PbxSnapshot,
-                        stored: list[tuple[CallRow, list[LegRow], RecordingRow | None]]) -> tuple[int, int]:
+    async def reconcile(self, snapshot: PbxSnapshot, stored: list[StoredCall]) -> tuple[int, int]:
         """Align with the PBX after a (re)connect. Returns (calls recovered, calls closed)."""
         live = {c.id: c for c in snapshot.channels}
         bridges = {b.id: b for b in snapshot.bridges}
@@ -750,7 +754,7 @@ class InboundApp:
                 closed += 1
         recovered = 0
         known = {ch for call in self.sessions.values() for ch in (call.customer, call.agent_channel) if ch}
-        for row, legs, recording in stored:
+        for row, legs, recording, payment in stored:
             if row.id in self.sessions:
                 continue
             customer = next((leg for leg in legs if leg.role == "customer"), None)
@@ -765,6 +769,10 @@ class InboundApp:
             self.by_channel[call.customer] = call
             known.add(call.customer)
             bridge = next((b for b in bridges.values() if customer.channel_id in b.channel_ids), None)
+            interrupted = bridge is None and payment is not None and agent_leg is not None
+            if interrupted:  # the engine stopped mid-capture: the caller is away, the agent waits in the bridge
+                assert agent_leg is not None
+                bridge = next((b for b in bridges.values() if agent_leg.channel_id in b.channel_ids), None)
             if (row.state == "talking" and agent_leg is not None and agent_leg.channel_id in live
                     and bridge is not None and agent_leg.channel_id in bridge.channel_ids):
                 call.state, call.agent_id, call.agent_channel = "talking", agent_leg.agent_id, agent_leg.channel_id
@@ -782,6 +790,8 @@ class InboundApp:
                 if agent_leg.agent_id:
                     self.acd.occupied(agent_leg.agent_id, call.id)
                 await self.pbx.watch([call.customer, agent_leg.channel_id], [bridge.id])
+                if interrupted and payment is not None:
+                    await self.payments.interrupted(call, payment)
             else:
                 await self.pbx.watch([call.customer], [])
                 call.answered_at = None

@@ -17,9 +17,10 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from ccengine.core.events import CallPaymentCaptured, CallPaymentFailed, CallPaymentStarted, PaymentFailure
@@ -130,6 +131,18 @@ class SecurePayments:
         if payment.task is not None and payment.task is not asyncio.current_task():
             payment.task.cancel()
         self._report(call, payment, Outcome(failure="hangup"))
+
+    async def interrupted(self, call: CallSession, started: Mapping[str, Any]) -> None:
+        """After an engine restart: a capture that was under way when it stopped (``started`` is its
+        ``call.payment_started`` data) is over. The caller goes back to the agent, the recording is
+        masked from the window's start until now, and the payment is reported failed."""
+        await self._rejoin(call)
+        window = SecureWindow(MASK_REASON, datetime.fromisoformat(started["window_started_at"]))
+        window.close(self.clock())
+        call.secure_windows.append(window)
+        request = PaymentRequest(call.id, Decimal(started["amount"]), started["currency"], started["reference"])
+        payment = PaymentSession(started["payment_id"], request, started["requested_by"], window)
+        self._report(call, payment, Outcome(failure="error", detail="the engine restarted during the capture"))
 
     # -- the capture -----------------------------------------------------------------------------
     async def _run(self, call: CallSession, payment: PaymentSession) -> None:

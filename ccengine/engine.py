@@ -22,7 +22,7 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ari_apps.inbound import CallSession, InboundApp
+from ari_apps.inbound import CallSession, InboundApp, StoredCall
 from ari_apps.payment import PROMPTS as PAYMENT_PROMPTS
 from ari_apps.supervision import Supervision
 
@@ -36,7 +36,14 @@ from .control import make_app as make_control
 from .control import serve as serve_control
 from .control import socket_path
 from .core.bus import EventBus
-from .core.events import EnginePbxLink, EngineResynced, Event
+from .core.events import (
+    CallPaymentCaptured,
+    CallPaymentFailed,
+    CallPaymentStarted,
+    EnginePbxLink,
+    EngineResynced,
+    Event,
+)
 from .ivr.connectors import Directory, HttpDirectory, NoDirectory
 from .ivr.prompts import PromptCache
 from .ivr.registry import TreeRegistry
@@ -61,12 +68,13 @@ from .recording.retention import load_retention
 from .recording.vault import Vault
 from .speech import synthesize
 from .store.database import make_engine, upgrade
-from .store.schema import CallRow, LegRow, RecordingRow
+from .store.schema import CallRow, EventRow, LegRow, RecordingRow
 from .store.writer import StoreWriter
 from .yamlconf import ConfigError, ConfigIssue
 
 log = logging.getLogger(__name__)
 
+PAYMENT_EVENTS = (CallPaymentStarted.TYPE, CallPaymentCaptured.TYPE, CallPaymentFailed.TYPE)
 PROMPTS = {
     "welcome": "Welcome to Lab Bank. Accounts, press 1. Cards, 2. Fraud, 3.",
     "callback_offer": "All advisers are busy. To keep your place and be called back, press 1.",
@@ -299,16 +307,21 @@ class Engine:
             ended = ended_at if ended_at.tzinfo else ended_at.replace(tzinfo=UTC)
             self.acd.remember_agent(caller, agent_id, (now - ended).total_seconds())
 
-    def _open_calls(self) -> list[tuple[CallRow, list[LegRow], RecordingRow | None]]:
+    def _open_calls(self) -> list[StoredCall]:
         with Session(self.db) as session:
             calls = session.scalars(select(CallRow).where(CallRow.ended_at.is_(None))).all()
-            result = []
+            result: list[StoredCall] = []
             for call in calls:
                 legs = list(session.scalars(select(LegRow).where(LegRow.call_id == call.id)
                                             .order_by(LegRow.created_at)))
                 recording = session.scalars(select(RecordingRow).where(RecordingRow.call_id == call.id)
                                             .order_by(RecordingRow.started_at.desc())).first()
-                result.append((call, legs, recording))
+                last_payment = session.scalars(select(EventRow).where(EventRow.call_id == call.id,
+                                                                      EventRow.type.in_(PAYMENT_EVENTS))
+                                               .order_by(EventRow.seq.desc())).first()
+                open_payment = (dict(last_payment.data) if last_payment is not None
+                                and last_payment.type == CallPaymentStarted.TYPE else None)
+                result.append((call, legs, recording, open_payment))
             session.expunge_all()
             return result
 

@@ -61,7 +61,7 @@ def stored_audio(vault: Vault, recording_id: str) -> tuple[bytes, np.ndarray, in
     vault.export(recording_id, stored, masked=False)
     stored.seek(0)
     with wave.open(stored) as wav:
-        assert wav.getnchannels() == 2
+        assert wav.getnchannels() == 2, "caller and agent apart"
         rate = wav.getframerate()
         audio = np.frombuffer(wav.readframes(wav.getnframes()), dtype="<i2").reshape(-1, 2)
     return stored.getvalue(), audio, rate
@@ -209,6 +209,53 @@ async def test_caller_hanging_up_mid_capture_closes_the_window_at_the_hang_up(  
     a = mask.start_ms * rate // 1000
     assert mask.end_ms * rate // 1000 >= len(audio) - rate // 4, "masked to the end of the call"
     assert a > rate and not audio[a:].any() and audio[:a - rate // 2].any()
+    assert_no_card_anywhere(engine, stored)
+    await asyncio.sleep(1)
+    assert await pbx_channels(lab) == []
+
+
+async def test_engine_killed_mid_capture_returns_the_caller_on_restart(  # type: ignore[no-untyped-def]
+        engine_factory, peer, lab):
+    engine = engine_factory(agents=1)
+    engine.start()
+    users = UserStore(engine.db, LoginPolicy(5, 60.0))
+    users.add("floor", "supervisor")
+    caller = "5557003"
+    await peer.set_global("AGENT_TALK_agent1", "120")
+    try:  # the customer keys the card number and stays on the line
+        await peer.call(Customer(number=caller, digit="1", prompt_wait=0.5, patience=30, pay=CARD))
+        await engine.wait_for(lambda: engine.count_events("call.recording_started") == 1, 40, "a recorded call")
+        await asyncio.sleep(2.0)
+        [call] = engine.calls()
+        status, reply = await ask_for_payment(engine, call.id, users.create_token("floor"),
+                                              {"amount": "12.00", "currency": "EUR", "reference": "INV-9"})
+        assert status == 202
+        await peer.set_global(f"PAY_{caller}", "1")
+        await asyncio.sleep(3.0)  # halfway through the card number
+        engine.kill()
+        engine.start(timeout=90)
+        await engine.wait_for(lambda: engine.count_events("call.payment_failed") == 1, 30, "the payment's end")
+        await engine.wait_for(lambda: engine.count_events("call.recording_sealed") == 1, 90, "the sealed recording")
+    finally:
+        for name in ("AGENT_TALK_agent1", f"PAY_{caller}"):
+            await peer.set_global(name, "")
+
+    [failed] = engine.events("call.payment_failed")
+    assert failed.data["payment_id"] == reply["payment_id"] and failed.data["reason"] == "error"
+    assert "restarted" in failed.data["detail"]
+    [call] = engine.calls()
+    assert call.disposition == "completed" and call.ended_by == "customer"
+    window_end = datetime.fromisoformat(failed.data["window_ended_at"]).replace(tzinfo=None)
+    assert call.ended_at is not None and (call.ended_at - window_end).total_seconds() > 5, "back with the agent"
+    recording_id = engine.events("call.recording_sealed")[0].data["recording_id"]
+    vault = Vault(engine.settings.recording.vault_dir, create=False)
+    assert vault.verify(recording_id) == []
+    [mask] = vault.manifest(recording_id).manifest.mask_windows
+    stored, audio, rate = stored_audio(vault, recording_id)
+    a, b = mask.start_ms * rate // 1000, mask.end_ms * rate // 1000
+    assert not audio[a:b].any()
+    for channel in (0, 1):
+        assert rms(audio[b + rate // 2:b + 3 * rate, channel]) > 100, "both audible once the caller is back"
     assert_no_card_anywhere(engine, stored)
     await asyncio.sleep(1)
     assert await pbx_channels(lab) == []
