@@ -1,5 +1,6 @@
 """REST resources: health, login, users and tokens, queues, agents, calls (hang-up, monitoring,
-secure payment), recordings, campaigns, reports, audit. Reads run in worker threads; the ACD is touched on the loop."""
+secure payment), recordings, campaigns, reports, audit. Reads run in worker threads; the ACD is
+touched on the loop."""
 
 from __future__ import annotations
 
