@@ -35,9 +35,14 @@ CARD, WRONG_CARD, EXPIRY, CVV = "4111111111111111", "4111111111111112", "1230", 
 CALLER = "5557001"
 
 
+HEX_ID = re.compile(r"\b(?=[0-9a-fA-F-]*[a-fA-F])[0-9a-fA-F-]{16,}\b")
+
+
 def card_traces(text: str) -> list[str]:
-    """Card numbers (Luhn), the literal test cards, and the security code next to card-like digits."""
-    found = [f"luhn:{pan[-4:]}" for pan in find_card_numbers(text)]
+    """Card numbers (Luhn), the literal test cards, and the security code next to card-like digits.
+    Hexadecimal ids and hashes (event ids, digests) are left out of the Luhn scan: a 13-digit stretch
+    of one passes Luhn by chance every few runs, and no card number is written as part of one."""
+    found = [f"luhn:{pan[-4:]}" for pan in find_card_numbers(HEX_ID.sub("<id>", text))]
     found += [f"literal:{card[-4:]}" for card in (CARD, WRONG_CARD) if card in text]
     found += [f"cvv:{m.start()}" for m in re.finditer(rf"(?:1111|{EXPIRY})\D{{0,40}}{CVV}", text)]
     return found
@@ -74,6 +79,8 @@ def assert_no_card_anywhere(engine: Any, recording: bytes) -> None:
     assert card_traces("\n".join(str(e.data) for e in engine.events())) == []
     assert card_traces(recording.decode("latin-1")) == []
     assert card_traces(f"{CARD} {EXPIRY} {CVV}") != [], "the scan finds what it looks for"
+    assert card_traces('{"pan": "4222222222222"}') == ["luhn:2222"]
+    assert card_traces("a28cead190a8478ebcb2058641137928") == [], "an event id is no card number"
 
 
 async def ask_for_payment(engine: Any, call_id: str, token: str, order: dict[str, str]) -> tuple[int, dict[str, Any]]:
