@@ -2,7 +2,8 @@
 
 IVR tree (``ari_apps/ivr.py``: self-service, or a queue with skills, priority and
 intent) → ACD (skills routing, hold music, announcements, overflow) → agent phone
-rung → caller and agent bridged and recorded (MixMonitor) → hang-up → agent wrap-up.
+rung → caller and agent bridged and recorded (MixMonitor), with card payments keyed
+by the caller on the agent's request (``ari_apps/payment.py``) → hang-up → agent wrap-up.
 An agent on a persistent line (``ari_apps/lines.py``) is not rung: the line already
 open to their phone is moved into the caller's bridge, and back to its holding
 bridge after the call.
@@ -62,9 +63,11 @@ from ccengine.core.events import (
 )
 from ccengine.ivr.connectors import Directory, NoDirectory
 from ccengine.ivr.interpreter import Callback, Hangup, Route, Terminal, Transfer, Voicemail, Walk, lookup
-from ccengine.ivr.pci import mask_windows
+from ccengine.ivr.pci import SecureWindow, mask_windows
 from ccengine.ivr.prompts import PromptCache
 from ccengine.ivr.registry import TreeRegistry
+from ccengine.payment.connector import LabConnector, PaymentConnector
+from ccengine.payment.settings import PaymentSettings
 from ccengine.pbx.protocol import (
     ChannelInfo,
     OriginateRequest,
@@ -74,6 +77,7 @@ from ccengine.pbx.protocol import (
     RecordingChanged,
 )
 from ccengine.recording.capture import CallRecorder, DirectoryProbe, TamperAction
+from ccengine.recording.pcimask import mask_wav
 from ccengine.recording.retention import RetentionConfig, retain_until
 from ccengine.recording.vault import ManifestFields, Vault
 from ccengine.store.schema import CallRow, LegRow, RecordingRow
@@ -81,11 +85,14 @@ from ccengine.store.schema import CallRow, LegRow, RecordingRow
 from .ivr import IvrDriver
 from .lines import ROLE as LINE_ROLE
 from .lines import AgentLines
+from .payment import PaymentSession, SecurePayments
 
 log = logging.getLogger(__name__)
 
-# an open call as the store has it: the call, its legs, its latest recording, its secure-input windows
-StoredCall = tuple[CallRow, list[LegRow], RecordingRow | None, list[tuple[datetime, datetime]]]
+StoredCall = tuple[CallRow, list[LegRow], RecordingRow | None, list[SecureWindow], Mapping[str, Any] | None]
+"""An open call as the store knows it: row, legs, latest recording, its secure-input windows, and the
+``call.payment_started`` data of a capture that never ended (the engine stopped during it)."""
+
 
 @dataclass
 class VoiceMessage:
@@ -128,12 +135,14 @@ class CallSession:
     ivr: dict[str, Any] | None = None  # what the IVR learned (never secure input)
     intent: str | None = None
     swallow: str = ""  # a terminator still to come after a full-length entry
-    secure_windows: list[tuple[datetime, datetime]] = field(default_factory=list)  # PIN/card entry (IVR)
+    secure_windows: list[SecureWindow] = field(default_factory=list)  # IVR secure input, card capture: masked
     transfer_answered: asyncio.Future[None] | None = None
     # how the IVR asked to route the call, kept for a transfer to another queue or agent
     skills: Mapping[str, int] = field(default_factory=dict)
     priority: int = 0
     language: str | None = None
+
+    payment: PaymentSession | None = None  # a card capture in progress: the caller is away from the agent
 
 
 class TransferRefused(Exception):
@@ -151,7 +160,8 @@ class InboundApp:
                  retention: RetentionConfig | None = None,
                  ivr: TreeRegistry | None = None, directory: Directory | None = None,
                  prompt_cache: PromptCache | None = None, voicemail_dir: Path | None = None,
-                 line_hold_music: str | None = None, line_release_key: str = "#"):
+                 line_hold_music: str | None = None, line_release_key: str = "#",
+                 payment: PaymentSettings | None = None, payment_connector: PaymentConnector | None = None):
         self.pbx = pbx
         self.bus = bus
         self.flow = flow
@@ -176,9 +186,10 @@ class InboundApp:
         self.recording: dict[str, CallSession] = {}  # recorded channel → call, until the file is closed
         self._background: set[asyncio.Task[None]] = set()
         self.voicemail_dir = voicemail_dir or recordings_dir.parent / "voicemail"
-        self.lines = AgentLines(pbx, acd, self._spawn, agent_dial=agent_dial, ring_timeout=flow.ring_timeout,
+        self.lines = AgentLines(pbx, acd, self.spawn, agent_dial=agent_dial, ring_timeout=flow.ring_timeout,
                                 hold_music=line_hold_music)
         self.line_release_key = line_release_key
+        self.payments = SecurePayments(self, payment or PaymentSettings(), payment_connector or LabConnector())
         self.ivr = IvrDriver(self, ivr or TreeRegistry(None, flow, lambda: acd.config.queues),
                              directory or NoDirectory(), prompt_cache or PromptCache(recordings_dir.parent / "sounds",
                                                                                      {}))
@@ -193,7 +204,7 @@ class InboundApp:
         self.bus.publish(Event.of(payload, call_id=call.id if call else None,
                                   agent_id=agent_id or (call.agent_id if call else None), queue=queue))
 
-    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
+    def spawn(self, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
         task: asyncio.Task[None] = asyncio.create_task(coro, name=name)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
@@ -207,12 +218,12 @@ class InboundApp:
         dialed = channel.app_args[1] if len(channel.app_args) > 1 else channel.dialed
         self.emit(CallOffered(caller_number=channel.caller_number, caller_name=channel.caller_name,
                               dialed=dialed, channel_id=channel.id), call)
-        call.task = self._spawn(self._journey(call), f"call-{call.id}")
+        call.task = self.spawn(self._journey(call), f"call-{call.id}")
 
     def on_agent_answered(self, channel: ChannelInfo) -> None:
         call = self.by_channel.get(channel.id)
         if call is None or call.finished or call.agent_answered is None:
-            self._spawn(self.pbx.hangup(channel.id), "hangup-orphan")
+            self.spawn(self.pbx.hangup(channel.id), "hangup-orphan")
             return
         if not call.agent_answered.done():
             call.agent_answered.set_result(None)
@@ -221,7 +232,7 @@ class InboundApp:
         """The customer we called back picked up (their leg entered the application)."""
         call = self.by_channel.get(channel.id)
         if call is None or call.finished or call.customer_answered is None:
-            self._spawn(self.pbx.hangup(channel.id), "hangup-orphan")
+            self.spawn(self.pbx.hangup(channel.id), "hangup-orphan")
             return
         if not call.customer_answered.done():
             call.customer_answered.set_result(channel)
@@ -230,23 +241,27 @@ class InboundApp:
         """The transfer target picked up."""
         call = self.by_channel.get(channel.id)
         if call is None or call.finished or call.transfer_answered is None:
-            self._spawn(self.pbx.hangup(channel.id), "hangup-orphan")
+            self.spawn(self.pbx.hangup(channel.id), "hangup-orphan")
             return
         if not call.transfer_answered.done():
             call.transfer_answered.set_result(None)
 
     def on_dtmf(self, channel_id: str, digit: str) -> None:
         call = self.by_channel.get(channel_id)
-        if call is not None and channel_id == call.customer and call.state in ("ivr", "closed", "queued",
-                                                                               "voicemail"):
-            if call.state == "closed" and digit == "1" and not call.callback:
-                # accepted here, not in the journey task: a hang-up right after the key must not lose it
-                call.callback = True
-                self.acd.schedule_callback(call.id, call.queue_id or "", call.caller_number)
+        if call is None:
+            return
+        if channel_id == call.agent_channel:
+            if call.line and call.state == "talking" and digit == self.line_release_key:
+                self.spawn(self.finish(call, "agent", "released by the agent"), f"finish-{call.id}")
+            return
+        if channel_id != call.customer or self.payments.on_digit(call, digit):
+            return  # a card digit goes to the capture alone
+        if call.state == "closed" and digit == "1" and not call.callback:
+            # accepted here, not in the journey task: a hang-up right after the key must not lose it
+            call.callback = True
+            self.acd.schedule_callback(call.id, call.queue_id or "", call.caller_number)
+        if call.state in ("ivr", "closed", "queued", "voicemail"):
             call.digits.put_nowait(digit)
-        elif (call is not None and call.line and channel_id == call.agent_channel and call.state == "talking"
-              and digit == self.line_release_key):
-            self._spawn(self.finish(call, "agent", "released by the agent"), f"finish-{call.id}")
 
     def on_playback_finished(self, playback_id: str) -> None:
         future = self.playbacks.pop(playback_id, None)
@@ -266,12 +281,12 @@ class InboundApp:
         if channel_id == call.customer:
             if call.callback and call.state in ("callback", "ringing"):
                 return  # we released the caller's line ourselves; the place in the queue is kept
-            self._spawn(self.finish(call, "customer", cause), f"finish-{call.id}")
+            self.spawn(self.finish(call, "customer", cause), f"finish-{call.id}")
         elif channel_id == call.agent_channel:
             if call.transfer_answered is not None and not call.transfer_answered.done():
                 call.transfer_answered.set_exception(PbxError(cause or "transfer target did not answer"))
             elif call.state in ("connecting", "talking"):
-                self._spawn(self.finish(call, "agent", cause), f"finish-{call.id}")
+                self.spawn(self.finish(call, "agent", cause), f"finish-{call.id}")
             elif call.agent_answered is not None and not call.agent_answered.done():
                 call.agent_answered.set_exception(PbxError(cause or "agent leg ended"))
 
@@ -326,7 +341,7 @@ class InboundApp:
         call.state = "talking"
         call.answered_at = datetime.now(UTC)
 
-    def _moh_class(self, queue_id: str) -> str:
+    def moh_class(self, queue_id: str) -> str:
         queue = self.acd.config.queues.get(queue_id)
         return queue.music_on_hold if queue else "default"
 
@@ -348,7 +363,7 @@ class InboundApp:
         call.skills, call.priority, call.language = dict(skills or {}), priority, language
         if call.queued_mono is None:
             call.queued_mono = time.monotonic()
-        await self.pbx.start_moh(call.customer, self._moh_class(queue_id))
+        await self.pbx.start_moh(call.customer, self.moh_class(queue_id))
         if call.finished:
             return
         self.acd.enqueue(call.id, queue_id, self._customer(call), caller=call.caller_number if affinity else "",
@@ -371,6 +386,8 @@ class InboundApp:
             return TransferRefused(f"call {call_id} is not connected to an agent ({call.state})")
         if call.recording_held_since is not None or call.recording_busy:
             return TransferRefused(f"call {call_id} is on hold while its recording fails: it cannot move now")
+        if call.payment is not None:
+            return TransferRefused(f"call {call_id}: the caller is keying a card payment; transfer once it ends")
         if kind == "queue":
             if target not in self.acd.config.queues:
                 return TransferRefused(f"unknown queue {target}", 422)
@@ -427,11 +444,11 @@ class InboundApp:
         elif kind == "agent":
             await self._direct(call, queue_id, target)
         else:
-            await self.pbx.start_moh(call.customer, self._moh_class(queue_id))
-            call.task = self._spawn(self._transfer_out(call, target, queue_id), f"transfer-{call.id}")
+            await self.pbx.start_moh(call.customer, self.moh_class(queue_id))
+            call.task = self.spawn(self._transfer_out(call, target, queue_id), f"transfer-{call.id}")
 
     async def _direct(self, call: CallSession, queue_id: str, agent_id: str) -> None:
-        await self.pbx.start_moh(call.customer, self._moh_class(queue_id))
+        await self.pbx.start_moh(call.customer, self.moh_class(queue_id))
         if call.finished:
             return
         try:
@@ -476,14 +493,14 @@ class InboundApp:
     def _on_expire(self, call_id: str) -> None:
         call = self.sessions.get(call_id)
         if call is not None and call.state == "queued":
-            self._spawn(self._apologise_and_end(call, "max_wait", "maximum wait reached"), f"expire-{call_id}")
+            self.spawn(self._apologise_and_end(call, "max_wait", "maximum wait reached"), f"expire-{call_id}")
 
     def _on_take_message(self, call_id: str, reason: MessageReason) -> None:
         call = self.sessions.get(call_id)
         if call is not None and call.state == "queued":  # the journey task is over: this one takes its place
             queue = self.acd.config.queues.get(call.queue_id or "")
             limit = float(queue.voicemail_max) if queue is not None else 120.0
-            call.task = self._spawn(self._take_message(call, reason, mailbox=call.queue_id or "general",
+            call.task = self.spawn(self._take_message(call, reason, mailbox=call.queue_id or "general",
                                                        limit=limit), f"voicemail-{call_id}")
 
     async def _take_message(self, call: CallSession, reason: MessageReason, *, mailbox: str, limit: float,
@@ -531,12 +548,12 @@ class InboundApp:
             self.acd.abandon(reservation.contact_id)
             return
         call.state, call.queue_id = "ringing", reservation.queue_id
-        self._spawn(self._connect(call, reservation), f"connect-{call.id}")
+        self.spawn(self._connect(call, reservation), f"connect-{call.id}")
 
     def _on_announce(self, call_id: str, position: int, estimated_wait: float | None) -> None:
         call = self.sessions.get(call_id)
         if call is not None and call.state == "queued" and call.announcement is None:
-            self._spawn(self._announce(call, position, estimated_wait), f"announce-{call_id}")
+            self.spawn(self._announce(call, position, estimated_wait), f"announce-{call_id}")
 
     async def _announce(self, call: CallSession, position: int, estimated_wait: float | None) -> None:
         """Tell a waiting caller their position (and wait), then resume the queue's hold music."""
@@ -558,7 +575,7 @@ class InboundApp:
             self.emit(CallAnnounced(position=position, estimated_wait_seconds=estimated_wait), call)
             await asyncio.wait_for(done, 30)
             if call.state == "queued" and call.queue_id:
-                await self.pbx.start_moh(call.customer, self._moh_class(call.queue_id))
+                await self.pbx.start_moh(call.customer, self.moh_class(call.queue_id))
         except (TimeoutError, PbxError) as exc:
             log.debug("call %s: announcement cut short (%s)", call.id, exc)
         finally:
@@ -568,7 +585,7 @@ class InboundApp:
     def _on_offer_callback(self, call_id: str) -> None:
         call = self.sessions.get(call_id)
         if call is not None and call.state == "queued":
-            self._spawn(self._offer_callback(call), f"callback-offer-{call_id}")
+            self.spawn(self._offer_callback(call), f"callback-offer-{call_id}")
 
     async def play_and_wait(self, call: CallSession, media: str, limit: float = 30.0) -> None:
         await self._play_and_wait(call, media, limit)
@@ -599,7 +616,7 @@ class InboundApp:
             return  # an agent became free meanwhile
         if digit != "1":
             with contextlib.suppress(PbxError):
-                await self.pbx.start_moh(call.customer, self._moh_class(call.queue_id or ""))
+                await self.pbx.start_moh(call.customer, self.moh_class(call.queue_id or ""))
             return
         await self._accept_callback(call)
 
@@ -824,17 +841,18 @@ class InboundApp:
         unrecorded. On failure its queue's policy ends it or holds it; a held call
         resumes when recording works again."""
         for call in list(self.sessions.values()):
-            if call.state != "talking" or call.recorder is None or call.recording_busy or call.finished:
+            if (call.state != "talking" or call.recorder is None or call.recording_busy or call.finished
+                    or call.payment is not None):  # the caller is away in a bounded card capture
                 continue
             held = call.recording_held_since is not None
             # held: capture is stalled on purpose, so only the folder decides
             problem = self.probe.check(call.recorder.path.parent) if held else call.recorder.failure(self.probe)
             if not held and problem is not None:
                 call.recording_busy = True
-                self._spawn(self._recording_failed(call, problem), f"recording-failed-{call.id}")
+                self.spawn(self._recording_failed(call, problem), f"recording-failed-{call.id}")
             elif held and problem is None:
                 call.recording_busy = True
-                self._spawn(self._recording_resume(call), f"recording-resume-{call.id}")
+                self.spawn(self._recording_resume(call), f"recording-resume-{call.id}")
 
     async def _recording_failed(self, call: CallSession, problem: str) -> None:
         queue = self.acd.config.queues.get(call.queue_id or "")
@@ -852,7 +870,7 @@ class InboundApp:
                 return
             await self.pbx.remove_from_bridge(call.bridge_id, [call.customer, call.agent_channel])
             for channel in (call.customer, call.agent_channel):
-                await self.pbx.start_moh(channel, self._moh_class(call.queue_id or ""))
+                await self.pbx.start_moh(channel, self.moh_class(call.queue_id or ""))
             call.recording_held_since = time.monotonic()
         except PbxError as exc:
             log.warning("call %s: recording-failure policy %s not applied (%s)", call.id, policy, exc)
@@ -891,6 +909,7 @@ class InboundApp:
         state, call.state = call.state, "ended"
         if state == "ivr":
             self.ivr.abandon(call)
+        self.payments.abort(call)
         if call.task is not None and call.task is not asyncio.current_task():
             call.task.cancel()
         if call.agent_answered is not None and not call.agent_answered.done():
@@ -946,11 +965,16 @@ class InboundApp:
         duration, size = await asyncio.to_thread(wav_stats, path)
         self.emit(CallRecordingStopped(recording_id=call.recording_id, duration_seconds=duration,
                                        size_bytes=size), call)
+        now = datetime.now(UTC)
+        masks = [mask for window in call.secure_windows
+                 for mask in mask_windows(segments[0].started_at, segments[-1].ended_at, [window.span(now)],
+                                          window.reason)]
         if self.vault is None or self.retention is None or not size:
+            if masks and size:  # not sealed: the plaintext itself must not keep what was masked
+                await asyncio.to_thread(_mask_in_place, path, [m.seconds for m in masks])
             return
-        started, ended = segments[0].started_at, segments[-1].ended_at
-        fields = ManifestFields(call.recording_id, (call.id,), started, ended, segments,
-                                mask_windows(started, ended, call.secure_windows))
+        fields = ManifestFields(call.recording_id, (call.id,), segments[0].started_at, segments[-1].ended_at,
+                                segments, masks)
         try:
             async with self._sealing:  # one chain append at a time
                 sealed = await asyncio.to_thread(self.vault.seal, path, fields)
@@ -981,7 +1005,7 @@ class InboundApp:
                 closed += 1
         recovered = 0
         known = {ch for call in self.sessions.values() for ch in (call.customer, call.agent_channel) if ch}
-        for row, legs, recording, windows in stored:
+        for row, legs, recording, windows, payment in stored:
             if row.id in self.sessions:
                 continue
             customer = next((leg for leg in legs if leg.role == "customer"), None)
@@ -1003,6 +1027,10 @@ class InboundApp:
                 call.secure_windows = list(windows)
                 self.recording[call.customer] = call
             bridge = next((b for b in bridges.values() if customer.channel_id in b.channel_ids), None)
+            interrupted = bridge is None and payment is not None and agent_leg is not None
+            if interrupted:  # the engine stopped mid-capture: the caller is away, the agent waits in the bridge
+                assert agent_leg is not None
+                bridge = next((b for b in bridges.values() if agent_leg.channel_id in b.channel_ids), None)
             line = next((live[ch] for ch in bridge.channel_ids if ch in live
                          and live[ch].app_args[:1] == (LINE_ROLE,)), None) if bridge is not None else None
             agent = (agent_leg.channel_id, agent_leg.agent_id) if agent_leg is not None else None
@@ -1020,10 +1048,12 @@ class InboundApp:
                 if call.agent_id:
                     self.acd.occupied(call.agent_id, call.id)
                 await self.pbx.watch([call.customer, agent[0]], [bridge.id])
+                if interrupted and payment is not None:
+                    await self.payments.interrupted(call, payment)
             else:
                 await self.pbx.watch([call.customer], [])
                 call.answered_at = None
-                self._spawn(self._enqueue(call, row.queue or self.flow.default_queue), f"requeue-{call.id}")
+                self.spawn(self._enqueue(call, row.queue or self.flow.default_queue), f"requeue-{call.id}")
             recovered += 1
         carrying = {call.agent_channel: call.id for call in self.sessions.values() if call.line and call.agent_channel}
         known |= await self.lines.reconcile(snapshot, carrying)
@@ -1045,6 +1075,13 @@ class InboundApp:
 
 def _str(value: Any) -> str | None:
     return str(value) if value not in (None, "") else None
+
+
+def _mask_in_place(path: Path, windows: list[tuple[float, float]]) -> None:
+    tmp = path.with_name(path.name + ".masking")
+    with path.open("rb") as src, tmp.open("wb") as out:
+        mask_wav(src, out, windows)
+    tmp.replace(path)
 
 
 def wav_stats(path: Path) -> tuple[float | None, int | None]:

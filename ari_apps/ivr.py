@@ -42,6 +42,7 @@ from ccengine.ivr.interpreter import (
     Voicemail,
     Walk,
 )
+from ccengine.ivr.pci import IVR_MASK_REASON, SecureWindow
 from ccengine.ivr.prompts import PromptCache
 from ccengine.ivr.registry import TreeRegistry
 
@@ -143,7 +144,7 @@ class IvrDriver:
         finally:
             if action.secure and call.walk is not None:
                 ended = self.clock()
-                call.secure_windows.append((started, ended))  # masked in the call's recording
+                call.secure_windows.append(SecureWindow(IVR_MASK_REASON, started, ended))  # masked in the recording
                 self.emit(CallSecureInput(node=call.walk.node_id, started_at=started, ended_at=ended), call)
 
     async def _next_digit(self, call: CallSession) -> str:

@@ -90,6 +90,14 @@ class Supervision:
         elif "supervisor" in session.entered:
             self._spawn(self._connect(session))
 
+    async def stop_listening(self, call_id: str) -> int:
+        """End the listen sessions on ``call_id`` (its caller is about to key a card: the snoop would
+        carry the tones); returns how many."""
+        listening = [s for s in self.sessions.values() if s.call_id == call_id and s.mode == "listen"]
+        for session in listening:
+            await self._end(session)
+        return len(listening)
+
     def owns(self, channel_id: str) -> bool:
         return channel_id in self._by_channel
 

@@ -12,6 +12,7 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from .api.settings import ApiSettings
+from .payment.settings import PaymentSettings
 from .yamlconf import load_model
 
 Port = Annotated[int, Field(ge=1, le=65535)]
@@ -152,6 +153,7 @@ class Settings(_Strict):
                                    "unset: no call is tapped")
     http_port: Port = 8080
     api: ApiSettings = ApiSettings()
+    payment: PaymentSettings = PaymentSettings()
 
     def resolved(self, base: Path) -> Settings:
         """Return a copy whose relative paths and SQLite URL are anchored at ``base``."""

@@ -22,8 +22,9 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ari_apps.inbound import InboundApp, StoredCall
+from ari_apps.inbound import CallSession, InboundApp, StoredCall
 from ari_apps.lines import ROLE as LINE_ROLE
+from ari_apps.payment import PROMPTS as PAYMENT_PROMPTS
 from ari_apps.supervision import Supervision
 
 from .acd.definitions import load_queue_config
@@ -36,11 +37,23 @@ from .control import make_app as make_control
 from .control import serve as serve_control
 from .control import socket_path
 from .core.bus import EventBus
-from .core.events import CallbackAttempted, CallbackFinished, CallbackScheduled, EnginePbxLink, EngineResynced, Event
+from .core.events import (
+    CallbackAttempted,
+    CallbackFinished,
+    CallbackScheduled,
+    CallPaymentCaptured,
+    CallPaymentFailed,
+    CallPaymentStarted,
+    EnginePbxLink,
+    EngineResynced,
+    Event,
+)
 from .ivr.connectors import Directory, HttpDirectory, NoDirectory
 from .ivr.pci import secure_windows
 from .ivr.prompts import PromptCache
 from .ivr.registry import TreeRegistry
+from .payment.connector import make_connector
+from .payment.control import payment_routes
 from .pbx.asterisk.adapter import AsteriskAdapter
 from .pbx.protocol import (
     ChannelEntered,
@@ -68,6 +81,7 @@ log = logging.getLogger(__name__)
 
 CALLBACK_EVENTS = [cls.TYPE for cls in (CallbackScheduled, CallbackAttempted, CallbackFinished)]
 
+PAYMENT_EVENTS = (CallPaymentStarted.TYPE, CallPaymentCaptured.TYPE, CallPaymentFailed.TYPE)
 PROMPTS = {
     "welcome": "Welcome to Lab Bank. Accounts, press 1. Cards, 2. Fraud, 3.",
     "callback_offer": "All advisers are busy. To keep your place and be called back, press 1.",
@@ -122,6 +136,13 @@ class Engine:
             raise ConfigError([ConfigIssue(str(self.settings.acd.queues), 1, 1, "queues",
                                            f"flow menu routes to unknown queue(s): {', '.join(unknown)}")])
 
+    def agent_call(self, agent_id: str) -> CallSession | None:
+        """The live call ``agent_id`` is on, if any."""
+        app = self.app
+        if app is None:
+            return None
+        return next((c for c in app.sessions.values() if c.agent_id == agent_id and not c.finished), None)
+
     def reload_queues(self) -> bool:
         """Hot reload of the queue definitions (SIGHUP); a bad file keeps the running ones."""
         try:
@@ -147,7 +168,7 @@ class Engine:
     def prompts(self) -> dict[str, str]:
         """Prompt media URIs; generated with espeak-ng (cached) unless a media URI is configured."""
         out = {}
-        for name, text in PROMPTS.items():
+        for name, text in {**PROMPTS, **PAYMENT_PROMPTS}.items():
             wav = synthesize(text, self.settings.paths.sounds_dir / f"{name}.wav", speed=185)
             out[name] = f"sound:{wav.with_suffix('')}"
         if self.settings.flow.prompt:
@@ -172,7 +193,8 @@ class Engine:
                               ivr=self.ivr, directory=self.directory, prompt_cache=self.prompt_cache,
                               voicemail_dir=settings.paths.state_dir / "voicemail",
                               line_hold_music=settings.acd.line_hold_music,
-                              line_release_key=settings.acd.line_release_key)
+                              line_release_key=settings.acd.line_release_key, payment=settings.payment,
+                              payment_connector=make_connector(settings.payment.connector))
         if self.analytics is not None:
             await self.analytics.start()
             self.app.on_connected = self.analytics.call_connected
@@ -314,13 +336,18 @@ class Engine:
     def _open_calls(self) -> list[StoredCall]:
         with Session(self.db) as session:
             calls = session.scalars(select(CallRow).where(CallRow.ended_at.is_(None))).all()
-            result = []
+            result: list[StoredCall] = []
             for call in calls:
                 legs = list(session.scalars(select(LegRow).where(LegRow.call_id == call.id)
                                             .order_by(LegRow.created_at)))
                 recording = session.scalars(select(RecordingRow).where(RecordingRow.call_id == call.id)
                                             .order_by(RecordingRow.started_at.desc())).first()
-                result.append((call, legs, recording, secure_windows(self.db, call.id)))
+                last_payment = session.scalars(select(EventRow).where(EventRow.call_id == call.id,
+                                                                      EventRow.type.in_(PAYMENT_EVENTS))
+                                               .order_by(EventRow.seq.desc())).first()
+                open_payment = (dict(last_payment.data) if last_payment is not None
+                                and last_payment.type == CallPaymentStarted.TYPE else None)
+                result.append((call, legs, recording, secure_windows(self.db, call.id), open_payment))
             session.expunge_all()
             return result
 
@@ -342,8 +369,11 @@ async def run_engine(settings: Settings, stop: asyncio.Event) -> None:
     from .dialer.host import CampaignHost  # blended campaigns run here, on the engine's ACD
 
     campaigns = CampaignHost(settings, engine.acd, engine.db)
+    extra = campaigns.routes()
+    if engine.app is not None and settings.payment.enabled:
+        extra += payment_routes(engine.app.payments, engine.agent_call, AuditTrail(engine.db))
     control = await serve_control(make_control(engine.acd, settings.acd.not_ready_reasons, engine.reload_queues,
-                                               campaigns.routes()),
+                                               extra),
                                   socket_path(settings.paths.state_dir))
     from .api.server import start_for_engine
 

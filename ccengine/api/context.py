@@ -11,6 +11,7 @@ from aiohttp import web
 from sqlalchemy import Engine
 
 from ari_apps.inbound import CallSession, InboundApp
+from ari_apps.payment import SecurePayments
 from ari_apps.supervision import Supervision
 
 from ..acd.service import Acd
@@ -49,6 +50,7 @@ class ApiContext:
     inbound: Callable[[], InboundApp | None] = lambda: None  # the engine's inbound calls (transfers)
     keeping: Keeping | None = None  # legal holds, purge and erasure of sealed recordings
     campaigns: CampaignHost | None = None  # blended campaigns started through the API
+    payments: SecurePayments | None = None  # agent-requested card capture, when the engine runs
     users: UserStore = field(init=False)
     audit: AuditTrail = field(init=False)
     limiter: RateLimiter = field(init=False)

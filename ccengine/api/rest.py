@@ -1,5 +1,6 @@
-"""REST resources: health, login, users and tokens, queues, agents, calls, recordings,
-campaigns, reports, audit. Reads run in worker threads; the ACD is touched on the loop."""
+"""REST resources: health, login, users and tokens, queues, agents, calls (hang-up, monitoring,
+secure payment), recordings, campaigns, reports, audit. Reads run in worker threads; the ACD is
+touched on the loop."""
 
 from __future__ import annotations
 
@@ -12,10 +13,13 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from ari_apps.payment import PaymentRefused
 from ari_apps.supervision import SupervisionError
 
 from ..acd.router import RoutingError
 from ..acd.stats import live_state, queue_stats
+from ..payment.connector import PaymentRequest
+from ..payment.order import PaymentOrder
 from ..pbx.protocol import PbxError
 from ..store.reports import kpis
 from ..store.schema import CallRow, EventRow, LegRow, RecordingRow
@@ -349,6 +353,8 @@ async def call_monitor(request: web.Request) -> web.Response:
     call = ctx.live_call(call_id)
     if call is None or call.state != "talking":
         raise error(409, f"call {call_id} is not a live call with an agent")
+    if call.payment is not None and data.mode == "listen":
+        raise error(409, "the caller is keying a card; listening is possible again once the payment is over")
     try:
         session = await ctx.supervision.start(call_id=call_id, customer=call.customer, agent_channel=call.agent_channel,
                                               call_bridge=call.bridge_id, mode=data.mode, phone=data.phone,
@@ -360,6 +366,33 @@ async def call_monitor(request: web.Request) -> web.Response:
     await ctx.record(who, f"call.{data.mode}", call_id, request=request,
                      details={"phone": data.phone, "session": session.id, "agent": call.agent_id})
     return web.json_response({"session": session.id, "call_id": call_id, "mode": data.mode}, status=201)
+
+
+async def call_secure_payment(request: web.Request) -> web.Response:
+    """The caller keys a card into the engine while the agent waits on hold; the outcome arrives as
+    ``call.payment_captured`` or ``call.payment_failed``."""
+    ctx, who = _ctx(request), principal(request)
+    call_id = request.match_info["call_id"]
+    data = await body(request, PaymentOrder)
+    if ctx.payments is None or ctx.live_call is None:
+        raise error(503, "secure payments need the running engine")
+    call = ctx.live_call(call_id)
+    if call is None or (who.role == "agent" and call.agent_id != who.agent_id):
+        raise error(404, f"no live call {call_id}")  # an agent cannot learn of someone else's call
+    details: dict[str, Any] = {"amount": str(data.amount), "currency": data.currency, "reference": data.reference}
+    if ctx.supervision is not None and call.payment is None:
+        details["listening_ended"] = await ctx.supervision.stop_listening(call_id)  # a snoop would hear the tones
+    try:
+        payment = await ctx.payments.start(call, PaymentRequest(call_id, data.amount, data.currency, data.reference),
+                                           who.username)
+    except PaymentRefused as exc:
+        await ctx.record(who, "call.secure_payment", call_id, request=request, outcome="error",
+                         details={**details, "error": str(exc)})
+        raise error(409, str(exc)) from None
+    await ctx.record(who, "call.secure_payment", call_id, request=request,
+                     details={**details, "payment_id": payment.id})
+    return web.json_response({"payment_id": payment.id, "call_id": call_id,
+                              "window_started_at": _iso(payment.window.started_at)}, status=202)
 
 
 async def recordings(request: web.Request) -> web.Response:
@@ -442,6 +475,9 @@ ROUTES = [
           HangupBody),
     Route("POST", "/api/v1/calls/{call_id}/monitor", call_monitor, ("supervisor", "qa"),
           "listen, whisper (agent only hears) or barge into a live call from the supervisor's phone", MonitorBody),
+    Route("POST", "/api/v1/calls/{call_id}/secure-payment", call_secure_payment, ("agent", "supervisor", "admin"),
+          "the caller keys a card for the agent's payment (the agent is on hold, the recording masked); "
+          "202, then call.payment_captured or call.payment_failed", PaymentOrder),
     Route("GET", "/api/v1/recordings", recordings, ("supervisor", "qa", "compliance", "auditor"), "recordings"),
     Route("GET", "/api/v1/campaigns", campaigns, ("supervisor", "admin", "auditor"), "outbound campaigns"),
     Route("GET", "/api/v1/reports/kpis", report_kpis, ("supervisor", "qa", "admin", "auditor"), "call KPIs"),

@@ -72,7 +72,8 @@ async def start_for_engine(engine: Engine, settings: Settings, campaigns: Campai
 
     ctx = ApiContext(settings.api, engine.db, hub, acd=engine.acd, pbx=engine.pbx,
                      reasons=settings.acd.not_ready_reasons, supervision=engine.supervision, live_call=live_call,
-                     keeping=engine.keeping, inbound=lambda: engine.app, campaigns=campaigns)
+                     keeping=engine.keeping, inbound=lambda: engine.app, campaigns=campaigns,
+                     payments=engine.app.payments if engine.app is not None and settings.payment.enabled else None)
     hub.last_seq = await asyncio.to_thread(last_seq, ctx)
     engine.writer.committed.append(hub.on_commit)
     runner = await serve(ctx, settings.http_port, settings.paths.state_dir)

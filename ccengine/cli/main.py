@@ -388,6 +388,21 @@ for _action, _help in (("login", "Log an agent in (not ready until made ready)."
     _agent_command(_action, _help)
 
 
+@agents.command("pay")
+@click.argument("agent")
+@click.option("--amount", required=True, help="amount, at most two decimals (e.g. 49.90)")
+@click.option("--currency", required=True, help="ISO 4217 code (e.g. EUR)")
+@click.option("--reference", required=True, help="the order or invoice it pays")
+@pass_context
+def agents_pay(ctx: Context, agent: str, amount: str, currency: str, reference: str) -> None:
+    """Secure payment on AGENT's live call: the caller keys a card into the engine while the agent
+    waits on hold; the outcome arrives as call.payment_captured / call.payment_failed."""
+    row = _control(ctx, "POST", f"/payments/{agent}", amount=amount, currency=currency,
+                   reference=reference)
+    assert isinstance(row, dict)
+    click.echo(f"payment {row['payment_id']} started on call {row['call_id']}")
+
+
 def _register_domain_groups() -> None:
     """Command groups owned by the feature packages."""
     from ..acd.cli import queues

@@ -71,6 +71,53 @@ class CallSecureInput(Payload):
     ended_at: datetime
 
 
+PaymentFailure = Literal["card_invalid", "expiry_invalid", "cvv_invalid", "declined", "timeout", "hangup", "error"]
+
+
+class CallPaymentStarted(Payload):
+    """An agent asked the caller to key a card: the caller left the agent (who hears music) for the
+    engine's card capture, and the recording's PCI mask window opened."""
+
+    TYPE = "call.payment_started"
+    payment_id: str
+    amount: str  # decimal, exact
+    currency: str
+    reference: str
+    requested_by: str
+    window_started_at: datetime
+
+
+class CallPaymentCaptured(Payload):
+    """The card was keyed and authorised; ``token`` is the connector's opaque reference. The caller
+    is back with the agent and the mask window is closed."""
+
+    TYPE = "call.payment_captured"
+    payment_id: str
+    token: str
+    last4: str
+    amount: str
+    currency: str
+    reference: str
+    window_started_at: datetime
+    window_ended_at: datetime
+
+
+class CallPaymentFailed(Payload):
+    """No payment: the caller could not key a valid entry in the attempts allowed, the connector
+    declined, the capture ran out of time or the caller hung up. The mask window is closed."""
+
+    TYPE = "call.payment_failed"
+    payment_id: str
+    reason: PaymentFailure
+    detail: str = ""
+    last4: str | None = None
+    amount: str
+    currency: str
+    reference: str
+    window_started_at: datetime
+    window_ended_at: datetime
+
+
 class CallIvrFinished(Payload):
     """The IVR is done with the caller: ``outcome`` served (self-service, no agent), routed, callback,
     voicemail, transfer, hangup (the tree hung up unserved) or abandoned (the caller left).
@@ -424,6 +471,7 @@ class CallAnalyticsSummary(Payload):
 PAYLOADS: dict[str, type[Payload]] = {
     cls.TYPE: cls
     for cls in (CallOffered, CallMenuSelected, CallIvrStarted, CallIvrStep, CallSecureInput, CallIvrFinished,
+                CallPaymentStarted, CallPaymentCaptured, CallPaymentFailed,
                 CallQueued, CallOverflowed, CallAnnounced, CallCallbackRequested,
                 CallCallbackDialed, CallbackScheduled, CallbackAttempted, CallbackFinished, CallVoicemailLeft,
                 CallAgentOffered, CallAgentNoAnswer, CallAnswered, CallBridged, CallTransferred, CallTransferAnswered,

@@ -26,6 +26,7 @@ class Customer:
     press_after: float | None = None
     script: str = ""  # DTMF script sent before ``digit`` (see :func:`dtmf_script`)
     speech: str = ""  # sound file (absolute path, no extension) spoken once an agent answers
+    pay: str = ""  # DTMF script keyed into a secure payment once the global PAY_<number> is set
 
 
 def dtmf_script(*parts: str | float) -> str:
@@ -69,7 +70,7 @@ class PeerDriver:
             "Timeout": "30000", "Async": "true",
             "Variable": [f"PROMPT_WAIT={customer.prompt_wait:.1f}", f"DIGIT={customer.digit}",
                          f"PATIENCE={customer.patience:.0f}", f"PRESS={customer.press}",
-                         f"SCRIPT={customer.script}", f"SPEECH={customer.speech}",
+                         f"SCRIPT={customer.script}", f"SPEECH={customer.speech}", f"PAY={customer.pay}",
                          f"PRESS_AFTER={'' if customer.press_after is None else f'{customer.press_after:.1f}'}"],
         })
 

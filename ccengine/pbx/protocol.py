@@ -80,7 +80,7 @@ class ChannelStateChanged(PbxEvent):
 @dataclass(frozen=True)
 class DtmfReceived(PbxEvent):
     channel_id: str
-    digit: str
+    digit: str = field(repr=False)  # may be a card digit: never in a log line
     duration_ms: int = 0
 
 
@@ -156,6 +156,10 @@ class PbxAdapter(Protocol):
     async def stop_moh(self, channel_id: str) -> None: ...
     async def start_bridge_moh(self, bridge_id: str, moh_class: str = "default") -> None:
         """Music for every channel in the bridge (heard only while they are in it)."""
+    async def start_silence(self, channel_id: str) -> None:
+        """Send silence to a channel that is in no bridge (a recording's clock keeps running on
+        the frames); a playback ends it."""
+    async def stop_silence(self, channel_id: str) -> None: ...
     async def start_recording(self, channel_id: str, path: str, options: str = "") -> None: ...
     async def stop_recording(self, channel_id: str) -> None: ...
     async def unmute_recording(self, channel_id: str) -> None: ...

@@ -250,6 +250,12 @@ class AsteriskAdapter:
     async def start_bridge_moh(self, bridge_id: str, moh_class: str = "default") -> None:
         await self.ari.request("POST", f"/bridges/{bridge_id}/moh", params={"mohClass": moh_class})
 
+    async def start_silence(self, channel_id: str) -> None:
+        await self.ari.request("POST", f"/channels/{channel_id}/silence")
+
+    async def stop_silence(self, channel_id: str) -> None:
+        await self.ari.request("DELETE", f"/channels/{channel_id}/silence")
+
     async def _channel_name(self, channel_id: str) -> str:
         name = self._names.get(channel_id)
         if name is None:
