@@ -788,9 +788,13 @@ class InboundApp:
         self.acd.answered(reservation)
         if call.announcement:
             await self.pbx.stop_playback(call.announcement)
-        with contextlib.suppress(PbxError):
-            await self.pbx.stop_moh(call.customer)
-        call.bridge_id = await self.pbx.create_bridge()
+        call.bridge_id = str(uuid.uuid4())
+        # hold music off and the bridge made at once: one wait for the PBX, not two
+        moh, made = await asyncio.gather(self.pbx.stop_moh(call.customer), self.pbx.create_bridge(call.bridge_id),
+                                         return_exceptions=True)
+        for outcome in (made, moh):
+            if isinstance(outcome, BaseException) and not (outcome is moh and isinstance(outcome, PbxError)):
+                raise outcome
         await self.pbx.add_to_bridge(call.bridge_id, [call.customer, call.agent_channel])
         if call.line:
             self.lines.zip_tone(call.agent_channel)

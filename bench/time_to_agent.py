@@ -6,7 +6,8 @@ the same talk times. app_queue is configured as equivalently as it allows:
 strategy leastrecent (longest idle), ringinuse=no, retry 1 s, no wrap-up,
 no announcements (config/asterisk/pbx/queues.conf, reached by dialing 200).
 
-Measured on one clock by this process:
+Measured on the host's clock, each instant as it happened (the engine's event times; the
+switches' AMI event timestamps, manager.conf timestampevents):
 - queue entry: ccengine's ``call.queued`` event; app_queue's AMI QueueCallerJoin;
 - ringing: the INVITE reaching the agent's softphone (AMI Newchannel on `peer`).
 
@@ -64,6 +65,13 @@ from ccengine.store.schema import AgentRow, CallRow, EventRow
 AGENTS = 20
 
 
+def happened(event: dict[str, object]) -> float:
+    """When the switch says an AMI event happened (manager.conf timestampevents), not when this
+    process read it: AMI delivery and this process's scheduling stay out of every figure."""
+    stamp = event.get("Timestamp")
+    return float(str(stamp)) if stamp else time.time()
+
+
 class RingWatch:
     """Wall-clock time at which each caller's call first rang an agent phone on `peer`."""
 
@@ -76,7 +84,7 @@ class RingWatch:
         while True:
             event = await self.peer.ami.queue.get()
             if event.get("Event") == "Newchannel" and str(event.get("Exten", "")).startswith("agent"):
-                self.rang.setdefault(str(event.get("CallerIDNum", "")), time.time())
+                self.rang.setdefault(str(event.get("CallerIDNum", "")), happened(event))
 
     def close(self) -> None:
         self._task.cancel()
@@ -133,11 +141,11 @@ class ConnectWatch:
                     self._number_of[channel] = number
                 elif channel.startswith("PJSIP/agent") or number.startswith("agent"):
                     self._agents.add(channel)
-                self._check(time.time())
+                self._check(happened(event))
             elif name in ("BridgeLeave", "Hangup"):
                 self._members.get(self._bridge_of.pop(channel, ""), set()).discard(channel)
             elif name == "QueueCallerJoin":
-                self.joined.setdefault(number, time.time())
+                self.joined.setdefault(number, happened(event))
             elif name in ("AgentComplete", "QueueCallerAbandon"):
                 self.left.add(number)
             elif name == "AgentLogin":
@@ -313,7 +321,7 @@ async def run_app_queue(settings: Settings, numbers: list[str], rate: float) -> 
             name = event.get("Event")
             number = str(event.get("CallerIDNum", ""))
             if name == "QueueCallerJoin":
-                joined.setdefault(number, time.time())
+                joined.setdefault(number, happened(event))
             elif name in ("AgentComplete", "QueueCallerAbandon"):
                 left.add(number)
 
