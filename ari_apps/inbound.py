@@ -728,13 +728,7 @@ class InboundApp:
         if call.finished:
             await self.pbx.hangup(channel_id)
             return
-        try:
-            await (self._call_back if call.callback else self._bridge)(call, reservation)
-        except PbxError as exc:
-            await asyncio.sleep(0.5)  # a hang-up racing the bridge arrives as an event: let it decide
-            if not call.finished:
-                log.warning("call %s: bridging failed (%s)", call.id, exc)
-                await self.finish(call, "system", str(exc))
+        await self._put_through(call, reservation)
 
     async def _deliver_on_line(self, call: CallSession, reservation: Reservation, line: str) -> None:
         """The agent's phone is already connected: no ringing, the line joins the caller's bridge."""
@@ -743,12 +737,16 @@ class InboundApp:
         self.emit(CallAgentOffered(queue=reservation.queue_id, agent_id=reservation.agent_id, channel_id=line,
                                    intent=call.intent, ivr=call.ivr, line=True), call)
         self.acd.ringing(reservation)
+        await self._put_through(call, reservation)
+
+    async def _put_through(self, call: CallSession, reservation: Reservation) -> None:
+        """Join caller and agent (or, for a callback, call the customer); a PBX failure ends the call."""
         try:
             await (self._call_back if call.callback else self._bridge)(call, reservation)
         except PbxError as exc:
             await asyncio.sleep(0.5)  # a hang-up racing the bridge arrives as an event: let it decide
             if not call.finished:
-                log.warning("call %s: putting the call through on the line failed (%s)", call.id, exc)
+                log.warning("call %s: putting the call through failed (%s)", call.id, exc)
                 await self.finish(call, "system", str(exc))
 
     @staticmethod
