@@ -19,10 +19,8 @@ from .app import Route, body, error, principal
 from .approvals import APPROVALS, APPROVERS, REQUESTERS, Approvals, Refused
 from .context import CONTEXT, ApiContext
 from .keeping import approval_hooks
-from .tables import DeadLetterRow, WebhookRow
-from .webhooks import WebhookDispatcher
-
-DISPATCHER: web.AppKey[WebhookDispatcher] = web.AppKey("webhooks", WebhookDispatcher)
+from .tables import DeadLetterRow, UserRow, WebhookRow
+from .webhooks import DISPATCHER, WebhookDispatcher, suspension
 
 
 class _Body(BaseModel):
@@ -125,9 +123,11 @@ async def webhook_list(request: web.Request) -> web.Response:
     ctx = request.app[CONTEXT]
 
     def read() -> list[dict[str, Any]]:
+        query = select(WebhookRow, UserRow).outerjoin(UserRow, UserRow.username == WebhookRow.created_by)
         with Session(ctx.db) as session:
             return [{"id": h.id, "url": h.url, "event_types": h.event_types, "active": h.active,
-                     "created_by": h.created_by} for h in session.scalars(select(WebhookRow))]
+                     "created_by": h.created_by, "suspended": suspension(user)}
+                    for h, user in session.execute(query).all()]
 
     return web.json_response(await asyncio.to_thread(read))
 

@@ -27,6 +27,7 @@ from .app import Route, body, error, principal
 from .context import CONTEXT, ApiContext
 from .security import EVENT_FAMILIES, ROLES, Principal, Role
 from .users import UserError
+from .webhooks import DISPATCHER
 
 ALL = ROLES
 READERS: tuple[Role, ...] = ("supervisor", "admin", "auditor")
@@ -161,6 +162,8 @@ async def user_change(request: web.Request) -> web.Response:
         raise error(exc.status, str(exc)) from None
     if data.disabled:
         changed["streams_closed"] = ctx.hub.disconnect(username)
+    changed["webhooks_suspended"], changed["webhooks_resumed"] = \
+        await request.app[DISPATCHER].owner_changed(username)
     await ctx.record(who, action, username, request=request, details=changes)
     return web.json_response(changed)
 

@@ -7,6 +7,11 @@ A hook's offset is saved, so after a restart delivery resumes after the last eve
 Signature: header ``X-CCEngine-Signature: t=<unix time>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>``
 (the timestamp inside the MAC lets receivers refuse replays). Each hook is served by one
 task reading the event hub, so a hook receives events in ``seq`` order.
+
+A hook delivers on its owner's authority (the admin who registered it): while the owner is
+disabled or no longer an admin the hook is suspended, its offset kept, and it resumes from
+that offset when the owner is an enabled admin again, so nothing is lost and nothing flows
+under revoked rights.
 """
 
 from __future__ import annotations
@@ -21,15 +26,28 @@ from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
+from aiohttp import web
 from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session
 
 from .context import ApiContext
 from .stream import EventHub, StreamItem
-from .tables import DeadLetterRow, WebhookRow
+from .tables import DeadLetterRow, UserRow, WebhookRow
 
 log = logging.getLogger(__name__)
 SIGNATURE_HEADER = "X-CCEngine-Signature"
+OWNER_ROLE = "admin"  # who may register hooks, and whose rights a hook keeps using
+
+
+def suspension(owner: UserRow | None) -> str | None:
+    """Why a hook owned by ``owner`` may not deliver now (None: it may)."""
+    if owner is None:
+        return "owner unknown"
+    if owner.disabled:
+        return "owner disabled"
+    if owner.role != OWNER_ROLE:
+        return f"owner is no longer {OWNER_ROLE}"
+    return None
 
 
 def sign(secret: str, timestamp: int, body: bytes) -> str:
@@ -77,11 +95,35 @@ class WebhookDispatcher:
             self.watch(hook)
         self._saver = asyncio.create_task(self._save_cursors(), name="webhook-cursors")
 
-    def _active(self) -> list[dict[str, Any]]:
+    def _active(self, owner: str | None = None) -> list[dict[str, Any]]:
+        """Active hooks (of one owner) whose owner may deliver now."""
+        query = (select(WebhookRow, UserRow).outerjoin(UserRow, UserRow.username == WebhookRow.created_by)
+                 .where(WebhookRow.active.is_(True)))
+        if owner is not None:
+            query = query.where(WebhookRow.created_by == owner)
         with Session(self.db) as session:
             return [{"id": h.id, "url": h.url, "secret": h.secret, "event_types": h.event_types,
                      "after": h.last_seq}
-                    for h in session.scalars(select(WebhookRow).where(WebhookRow.active.is_(True)))]
+                    for h, user in session.execute(query).all() if suspension(user) is None]
+
+    async def owner_changed(self, username: str) -> tuple[int, int]:
+        """Suspend the hooks of an owner who lost the right to receive them, resume those of an
+        owner who has it again (from the saved offset). Returns (suspended, resumed)."""
+        owned = await asyncio.to_thread(self._owned, username)
+        allowed = {hook["id"]: hook for hook in await asyncio.to_thread(self._active, username)}
+        suspended = [self._tasks.pop(i) for i in owned if i not in allowed and i in self._tasks]
+        for task in suspended:
+            task.cancel()
+        await asyncio.gather(*suspended, return_exceptions=True)
+        await self._flush_cursors()
+        resumed = [hook for i, hook in allowed.items() if i not in self._tasks]
+        for hook in resumed:
+            self.watch(hook)
+        return len(suspended), len(resumed)
+
+    def _owned(self, username: str) -> list[int]:
+        with Session(self.db) as session:
+            return list(session.scalars(select(WebhookRow.id).where(WebhookRow.created_by == username)))
 
     async def _save_cursors(self, every: float = 1.0) -> None:
         """Delivery offsets go to the database once a second (and at stop), not per event."""
@@ -157,3 +199,6 @@ class WebhookDispatcher:
             session.add(DeadLetterRow(webhook_id=hook_id, event_seq=item.seq, event_type=item.type, body=body,
                                       attempts=self.ctx.settings.webhook_attempts, last_error=error[:2000],
                                       failed_at=datetime.now(UTC)))
+
+
+DISPATCHER: web.AppKey[WebhookDispatcher] = web.AppKey("webhooks", WebhookDispatcher)

@@ -239,3 +239,47 @@ async def test_webhook_resumes_after_a_restart_without_loss_or_repeat(tmp_path: 
         ctx.hub.close()
         await writer.close()
         await hook_runner.cleanup()
+
+
+async def test_webhook_suspended_while_its_owner_is_disabled_and_resumed_without_loss(tmp_path: Path) -> None:
+    receiver = Receiver(failures=0)
+    runner, url = await serve_receiver(receiver)
+    try:
+        async with running_api(tmp_path) as api, aiohttp.ClientSession() as http:
+            api.ctx.users.add("admin2", "admin", "correct horse battery")
+            other_admin = {"Authorization": f"Bearer {api.ctx.users.create_token('admin2')}"}
+            receiver.secret = await register(http, api, url, ["call.*"])  # owned by admin1
+            await asyncio.sleep(0.05)
+
+            async def owner(disabled: bool) -> dict:
+                async with http.patch(api.url + "/api/v1/users/admin1", json={"disabled": disabled},
+                                      headers=other_admin) as resp:
+                    assert resp.status == 200, await resp.text()
+                    return dict(await resp.json())
+
+            async def hooks() -> list[dict]:
+                async with http.get(api.url + "/api/v1/webhooks", headers=other_admin) as resp:
+                    return list(await resp.json())
+
+            def publish(first: int, n: int) -> None:
+                for i in range(first, first + n):
+                    api.bus.publish(Event.of(CallAnnounced(position=i), call_id=f"c{i}"))
+
+            publish(0, 2)
+            await wait_for(lambda: len(receiver.accepted) == 2)
+            changed = await owner(True)
+            assert (changed["webhooks_suspended"], changed["webhooks_resumed"]) == (1, 0)
+            assert [h["suspended"] for h in await hooks()] == ["owner disabled"]
+            publish(2, 3)  # stored while the owner is disabled: not delivered
+            await api.writer.flush()
+            await asyncio.sleep(0.3)
+            assert len(receiver.accepted) == 2
+            changed = await owner(False)
+            assert (changed["webhooks_suspended"], changed["webhooks_resumed"]) == (0, 1)
+            assert [h["suspended"] for h in await hooks()] == [None]
+            await wait_for(lambda: len(receiver.accepted) == 5)
+            await asyncio.sleep(0.2)
+            assert [e["data"]["position"] for e in receiver.accepted] == list(range(5))
+            assert all(n == 1 for n in receiver.attempts.values())
+    finally:
+        await runner.cleanup()
