@@ -23,7 +23,7 @@ import logging
 import time
 import uuid
 import wave
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -197,6 +197,9 @@ class InboundApp:
         # direction) once caller and agent are bridged, and the call id when it ends. Must not block.
         self.on_connected: Callable[[str, str | None, str | None, dict[Direction, str]], None] | None = None
         self.on_finished: Callable[[str], None] | None = None
+        # Waits until every event published so far is stored (the engine's store writer): a caller
+        # is told "we will call you back" only once an engine restart would still keep the promise.
+        self.stored: Callable[[], Awaitable[None]] | None = None
 
     # -- events out ------------------------------------------------------------------------------
     def emit(self, payload: Payload, call: CallSession | None = None, agent_id: str | None = None) -> None:
@@ -633,6 +636,7 @@ class InboundApp:
         if call.finished:
             return
         if call.callback:
+            await self._promise_stored(call)
             with contextlib.suppress(PbxError, asyncio.TimeoutError):
                 await self._play_and_wait(call, self.prompts["closed_callback_thanks"])
         cause = f"queue {queue_id} is closed" + ("; callback scheduled" if call.callback else "")
@@ -661,6 +665,7 @@ class InboundApp:
         call.callback, call.state = True, "callback"
         self.acd.keep_place_for_callback(call.id)
         self.emit(CallCallbackRequested(queue=call.queue_id or "", position=self.acd.position(call.id)), call)
+        await self._promise_stored(call)
         if thanks:
             with contextlib.suppress(PbxError, asyncio.TimeoutError):
                 await self._play_and_wait(call, self.prompts["callback_thanks"])
@@ -670,6 +675,13 @@ class InboundApp:
         if call.state == "callback":
             with contextlib.suppress(PbxError):
                 await self.pbx.hangup(call.customer)
+
+    async def _promise_stored(self, call: CallSession) -> None:
+        if self.stored is not None:
+            try:
+                await self.stored()
+            except TimeoutError:
+                log.error("call %s: callback promise not confirmed stored; the caller is told anyway", call.id)
 
     async def _call_back(self, call: CallSession, reservation: Reservation) -> None:
         """The agent is on the line: now call the customer and join them."""
@@ -1012,6 +1024,10 @@ class InboundApp:
                 continue
             customer = next((leg for leg in legs if leg.role == "customer"), None)
             agent_leg = next((leg for leg in reversed(legs) if leg.role == "agent" and leg.ended_at is None), None)
+            if row.state == "callback" and row.queue in self.acd.config.queues:
+                self._recover_callback(row, recording, windows)
+                recovered += 1
+                continue
             if customer is None or customer.channel_id not in live:
                 self._close_stored(row)
                 closed += 1
@@ -1065,6 +1081,24 @@ class InboundApp:
                 with contextlib.suppress(PbxError):
                     await self.pbx.hangup(channel_id)
         return recovered, closed
+
+    def _recover_callback(self, row: CallRow, recording: RecordingRow | None, windows: list[SecureWindow]) -> None:
+        """A caller who accepted a callback and hung up before the engine stopped: the promise is
+        in the store, so the call waits in its queue again (place kept among the recovered, in
+        arrival order) and the customer is dialed when an agent takes it. A recording begun in
+        the IVR continues on the new leg as a segment, as without the restart."""
+        call = CallSession(id=row.id, customer=str(uuid.uuid4()), caller_number=row.caller_number, state="callback",
+                           queue_id=row.queue, queued_mono=time.monotonic(), callback=True)
+        self.sessions[call.id] = call
+        if recording is not None:
+            call.recording_id = recording.id
+            call.recorder = CallRecorder.adopt(
+                self.pbx, "", Path(recording.path), recording.started_at.replace(tzinfo=UTC),
+                on_tamper=functools.partial(self._on_tamper, call))
+            call.secure_windows = list(windows)
+        assert row.queue is not None
+        self.acd.enqueue(call.id, row.queue, caller=row.caller_number)
+        self.acd.keep_place_for_callback(call.id)
 
     def _close_stored(self, row: CallRow) -> None:
         """A call the store thought open but the PBX no longer has: it ended while we were away."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import gc
 import logging
 import os
@@ -199,6 +200,7 @@ class Engine:
             await self.analytics.start()
             self.app.on_connected = self.analytics.call_connected
             self.app.on_finished = self.analytics.call_ended
+        self.app.stored = functools.partial(self.writer.flush, within=5)
         self.writer.start()
         await self.pbx.start()
         self._dispatcher = asyncio.create_task(self._dispatch(), name="engine-dispatcher")
@@ -335,7 +337,8 @@ class Engine:
 
     def _open_calls(self) -> list[StoredCall]:
         with Session(self.db) as session:
-            calls = session.scalars(select(CallRow).where(CallRow.ended_at.is_(None))).all()
+            calls = session.scalars(select(CallRow).where(CallRow.ended_at.is_(None))  # re-queued in arrival order
+                                    .order_by(CallRow.queued_at.asc().nulls_last(), CallRow.offered_at)).all()
             result: list[StoredCall] = []
             for call in calls:
                 legs = list(session.scalars(select(LegRow).where(LegRow.call_id == call.id)

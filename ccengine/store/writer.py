@@ -70,6 +70,13 @@ def _queued(session: Session, e: Event) -> None:
         call.queued_at = call.queued_at or e.occurred_at
 
 
+def _callback_requested(session: Session, e: Event) -> None:
+    """The caller hung up keeping their place: a restarted engine must call them back, not
+    close the call as abandoned."""
+    if call := _call(session, e):
+        call.state = "callback"
+
+
 def _leg_id(channel_id: str, call_id: str, line: bool) -> str:
     """A persistent line carries many calls on one channel: each call gets its own leg row."""
     return f"{channel_id}/{call_id}" if line else channel_id
@@ -232,6 +239,7 @@ PROJECTORS: dict[str, Projector] = {
     "call.offered": _offered,
     "call.menu_selected": _menu,
     "call.queued": _queued,
+    "call.callback_requested": _callback_requested,
     "call.overflowed": _overflowed,
     "call.agent_offered": _agent_offered,
     "call.answered": _answered,

@@ -219,6 +219,50 @@ agents:
     assert await pbx_channels(lab) == []
 
 
+async def test_callback_promise_survives_an_engine_crash(engine_factory, peer, lab):  # type: ignore[no-untyped-def]
+    """The caller accepted a callback and hung up; the engine is SIGKILLed before any agent is
+    free. The restarted engine still owes the call: it dials the customer once the agent frees up."""
+    queues = HEADER + """
+queues:
+  - id: general
+    required_skills: {general: 1}
+    hours: always
+    overflow: [{after: 2s, action: callback}]
+    announcements: {position: false, estimated_wait: false}
+agents:
+  - {id: agent1, name: One, skills: {general: 5}}
+"""
+    engine = engine_factory(queues=queues, menu={"1": "general"})
+    engine.start()
+    await peer.agent_talk_time(25, 25)  # the first caller keeps agent1 busy across the crash
+    await peer.call(Customer(number="5559011", digit="1", prompt_wait=0.5, patience=60))
+    await asyncio.sleep(1.0)
+    callback_number = "1012059012"  # the called-party plan answers after 1 s and talks 20 s
+    await peer.call(Customer(number=callback_number, digit="1", prompt_wait=0.5, patience=30,
+                             press="1", press_after=6))
+    await engine.wait_for(lambda: len(engine.events("call.callback_requested")) == 1, 30, "callback accepted")
+    [waiting] = [c for c in engine.calls() if c.caller_number == callback_number]
+    for _ in range(100):  # the caller heard the thanks and was released: only the first call's two legs left
+        if len(await pbx_channels(lab)) == 2:
+            break
+        await asyncio.sleep(0.1)
+    assert len(await pbx_channels(lab)) == 2
+    assert [c.state for c in engine.calls() if c.id == waiting.id] == ["callback"]
+    engine.kill()
+    engine.start()
+    await engine.wait_for(all_ended(engine, 2), 90, "both calls to end")
+
+    first, second = engine.calls()
+    assert first.disposition == "completed"
+    assert second.id == waiting.id and second.disposition == "completed", second.end_cause
+    assert second.agent_id == "agent1" and second.answered_at > first.ended_at
+    [dialed] = engine.events("call.callback_dialed")
+    assert dialed.call_id == second.id
+    assert "ABANDON" not in verbs(engine, second.id)
+    await asyncio.sleep(1)
+    assert await pbx_channels(lab) == []
+
+
 async def test_voicemail_on_overflow_and_when_closed(engine_factory, peer, lab):  # type: ignore[no-untyped-def]
     today = datetime.now(UTC).date()
     queues = HEADER + f"""
