@@ -1024,6 +1024,8 @@ class InboundApp:
                 continue
             customer = next((leg for leg in legs if leg.role == "customer"), None)
             agent_leg = next((leg for leg in reversed(legs) if leg.role == "agent" and leg.ended_at is None), None)
+            # a persistent line's leg row is "<line channel>/<call>": the channel is the part before the slash
+            agent_channel = agent_leg.channel_id.split("/", 1)[0] if agent_leg is not None else None
             if row.state == "callback" and row.queue in self.acd.config.queues:
                 self._recover_callback(row, recording, windows)
                 recovered += 1
@@ -1047,11 +1049,10 @@ class InboundApp:
             bridge = next((b for b in bridges.values() if customer.channel_id in b.channel_ids), None)
             interrupted = bridge is None and payment is not None and agent_leg is not None
             if interrupted:  # the engine stopped mid-capture: the caller is away, the agent waits in the bridge
-                assert agent_leg is not None
-                bridge = next((b for b in bridges.values() if agent_leg.channel_id in b.channel_ids), None)
+                bridge = next((b for b in bridges.values() if agent_channel in b.channel_ids), None)
             line = next((live[ch] for ch in bridge.channel_ids if ch in live
                          and live[ch].app_args[:1] == (LINE_ROLE,)), None) if bridge is not None else None
-            agent = (agent_leg.channel_id, agent_leg.agent_id) if agent_leg is not None else None
+            agent = (agent_channel, agent_leg.agent_id) if agent_leg is not None and agent_channel else None
             if line is not None and len(line.app_args) > 1:  # the agent's persistent line carries the call
                 agent = (line.id, line.app_args[1])
             if (row.state == "talking" and agent is not None and agent[0] in live and bridge is not None

@@ -179,3 +179,14 @@ async def pbx_channels(lab: Lab) -> list[dict[str, object]]:
     return [c for c in data
             if str((c.get("dialplan") or {}).get("app_data", "")).split(",")[0] == ari.app
             or str(c.get("name", "")).startswith("Snoop/")]
+
+
+async def hang_up_lines(lab: Lab) -> None:
+    """A stopped engine leaves its agents' persistent lines up for its successor to adopt: tests
+    hang them up when they are done."""
+    ari = lab.settings.pbx.ari
+    async with aiohttp.ClientSession(auth=aiohttp.BasicAuth(ari.username, ari.password)) as http:
+        for channel in await pbx_channels(lab):
+            if str(channel["id"]).startswith("line-"):
+                async with http.delete(f"{ari.url}/channels/{channel['id']}"):
+                    pass

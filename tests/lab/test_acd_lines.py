@@ -7,14 +7,13 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
 
-import aiohttp
 import pytest
 import pytest_asyncio
 
 from ccengine.lab.lab import Lab
 from ccengine.lab.traffic import Customer, PeerDriver
 
-from .conftest import pbx_channels
+from .conftest import hang_up_lines, pbx_channels
 from .test_acd import HEADER, all_ended
 
 pytestmark = pytest.mark.lab
@@ -37,12 +36,7 @@ agents:
 async def no_lines_left(lab: Lab) -> AsyncIterator[None]:
     """A stopped engine leaves its lines up for its successor to adopt: hang them up between tests."""
     yield
-    ari = lab.settings.pbx.ari
-    async with aiohttp.ClientSession(auth=aiohttp.BasicAuth(ari.username, ari.password)) as http:
-        for channel in await pbx_channels(lab):
-            if str(channel["id"]).startswith("line-"):
-                async with http.delete(f"{ari.url}/channels/{channel['id']}"):
-                    pass
+    await hang_up_lines(lab)
 
 
 class Invites:

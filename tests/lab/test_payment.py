@@ -26,7 +26,7 @@ from ccengine.lab.traffic import Customer, dtmf_script
 from ccengine.recording.pcimask import find_card_numbers
 from ccengine.recording.vault import Vault
 
-from .conftest import pbx_channels
+from .conftest import hang_up_lines, pbx_channels
 from .test_api_supervision import ari
 
 pytestmark = pytest.mark.lab
@@ -221,9 +221,25 @@ async def test_caller_hanging_up_mid_capture_closes_the_window_at_the_hang_up(  
     assert await pbx_channels(lab) == []
 
 
+PERSISTENT_AGENT = """
+version: 1
+skills: [{id: general}]
+calendars:
+  always: {timezone: UTC, open: {mon-sun: ["00:00-24:00"]}}
+queues:
+  - {id: general, required_skills: {general: 1}, hours: always, wrap_up: 0s}
+agents:
+  - {id: agent1, name: One, skills: {general: 5}, connection: persistent}
+"""
+
+
+@pytest.mark.parametrize("connection", ["per_call", "persistent"])
 async def test_engine_killed_mid_capture_returns_the_caller_on_restart(  # type: ignore[no-untyped-def]
-        engine_factory, peer, lab):
-    engine = engine_factory(agents=1)
+        engine_factory, peer, lab, connection):
+    """The agent waits in the call's bridge (rung for the call, or on their persistent line) while
+    the engine is killed mid-capture: the restarted engine finds the payment and brings them back."""
+    engine = engine_factory(agents=1, queues=PERSISTENT_AGENT if connection == "persistent" else None,
+                            menu={"1": "general"})
     engine.start()
     users = UserStore(engine.db, LoginPolicy(5, 60.0))
     users.add("floor", "supervisor")
@@ -265,4 +281,6 @@ async def test_engine_killed_mid_capture_returns_the_caller_on_restart(  # type:
         assert rms(audio[b + rate // 2:b + 3 * rate, channel]) > 100, "both audible once the caller is back"
     assert_no_card_anywhere(engine, stored)
     await asyncio.sleep(1)
-    assert await pbx_channels(lab) == []
+    left = [str(c["id"]) for c in await pbx_channels(lab)]
+    await hang_up_lines(lab)
+    assert all(c.startswith("line-") for c in left) and len(left) == (connection == "persistent"), left
