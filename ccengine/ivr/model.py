@@ -159,7 +159,8 @@ class CollectNode(_Node):
 class AuthenticateNode(_Node):
     """Account number and PIN checked by the customer directory; the PIN is secure input.
     ``max_failures`` wrong PINs in this call (or the directory saying the account is locked)
-    takes ``locked``; silence or bad account numbers take ``fallback``."""
+    takes ``locked``; silence, bad account numbers (malformed, or unknown to the directory) and
+    directory failures take ``fallback``."""
 
     type: Literal["authenticate"]
     account_prompt: Prompt

@@ -105,6 +105,19 @@ def test_directory_lock_wins_at_once() -> None:
     assert isinstance(action, Route) and action.queue == "fraud"
 
 
+def test_an_account_the_directory_does_not_know_takes_the_fallback_not_the_lockout() -> None:
+    w = walk()
+    to_menu(w)
+    w.feed(Digits("1"))
+    w.feed(Digits("99999999"))
+    w.feed(Digits("2468"))
+    end = w.feed(DipResult("not_found"))
+    assert isinstance(end, Route) and end.queue == "general" and end.intent == "general_enquiry"
+    assert "locked" not in w.vars and "account" not in w.vars and "authenticated" not in w.vars
+    [auth] = [s for s in w.take_steps() if s.node == "balance_auth"]
+    assert auth.exit == "fallback" and auth.secure
+
+
 def test_invalid_and_silent_menu_input_loops_then_falls_back_to_an_agent() -> None:
     w = walk()
     to_menu(w)
