@@ -181,6 +181,11 @@ class AuthenticateNode(_Node):
 
 
 Operation = Literal["lookup_caller", "lookup_account", "lookup_card", "balance", "transactions", "tickets"]
+# the arguments each operation takes (all required): a misspelt or missing one would send an empty
+# value and fail on every call, so validation refuses it
+DIP_ARGS: Mapping[str, tuple[str, ...]] = {
+    "lookup_caller": ("number",), "lookup_account": ("account",), "lookup_card": ("card",),
+    "balance": ("account",), "transactions": ("account",), "tickets": ("customer",)}
 
 
 class DipNode(_Node):
@@ -507,6 +512,8 @@ def parse_tree(doc: LocatedDocument, text: str, queues: Iterable[str] | None = N
             nodes[node_id] = _NODE.validate_python(raw)
         except ValidationError as exc:
             issues.extend(_node_issues(doc, node_id, exc))
+    for node_id, node in nodes.items():
+        issues.extend(doc.issue(("nodes", node_id, *key), message) for key, message in _node_rules(node))
     if not issues:
         issues = check_tree(doc, header, nodes, set(queues) if queues is not None else None)
     if issues:
@@ -515,6 +522,22 @@ def parse_tree(doc: LocatedDocument, text: str, queues: Iterable[str] | None = N
     version = hashlib.sha256(text.encode()).hexdigest()[:12]
     return Tree(header.id, version, header.start, header.language, header.calendars, nodes, lines, doc.file,
                 header.record)
+
+
+def _node_rules(node: Any) -> Iterator[tuple[tuple[str, ...], str]]:
+    """Rules across a node's keys, located at the key to change (pydantic would only name the node)."""
+    if isinstance(node, CollectNode) and node.validate_as == "luhn" and not node.secure:
+        yield ("secure",) if "secure" in node.model_fields_set else ("validate",), \
+            "card numbers (validate: luhn) must be collected with secure: true (PCI: never stored or published)"
+    if isinstance(node, DipNode):
+        wanted = DIP_ARGS[node.operation]
+        for name in node.args:
+            if name not in wanted:
+                yield ("args", name), f"{node.operation} takes no argument '{name}' (it takes: {', '.join(wanted)})"
+        for name in wanted:
+            if name not in node.args:
+                yield ("args",) if "args" in node.model_fields_set else ("operation",), \
+                    f"{node.operation} needs args.{name}"
 
 
 def _node_issues(doc: LocatedDocument, node_id: str, exc: ValidationError) -> list[ConfigIssue]:

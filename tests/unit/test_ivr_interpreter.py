@@ -296,7 +296,8 @@ def random_trees(draw: st.DrawFn) -> str:
         elif kind == "collect":
             node = {"prompt": "c", "var": "x", "max_length": 4, "next": chain, "fallback": draw(target)}
         elif kind == "dip":
-            node = {"operation": "balance", "store": "b", "next": chain, "fallback": draw(target)}
+            node = {"operation": "balance", "args": {"account": "{x}"}, "store": "b", "next": chain,
+                    "fallback": draw(target)}
         elif kind == "route":
             node = {"queue": "general"}
         else:

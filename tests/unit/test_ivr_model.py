@@ -74,6 +74,50 @@ def test_cross_field_rules() -> None:
     assert "c.yaml:5:3: nodes.a: Value error, min_length is greater than max_length" in str(err.value)
 
 
+RULES = """version: 1
+id: t
+start: card
+nodes:
+  card:
+    type: collect
+    prompt: Card number.
+    var: card
+    validate: luhn
+    next: dip
+    fallback: bye
+  dip:
+    type: dip
+    operation: tickets
+    args: {acount: "{account}"}
+    store: t
+    next: bye
+    fallback: bye
+  bye: {type: hangup}
+"""
+
+
+def test_card_entry_must_be_secure_and_dip_arguments_must_fit_the_operation() -> None:
+    with pytest.raises(ConfigError) as err:
+        tree_from_text(RULES, "r.yaml")
+    assert [str(i) for i in err.value.issues] == [
+        "r.yaml:9:5: nodes.card.validate: card numbers (validate: luhn) must be collected with secure: true "
+        "(PCI: never stored or published)",
+        "r.yaml:15:5: nodes.dip.args: tickets needs args.customer",
+        "r.yaml:15:12: nodes.dip.args.acount: tickets takes no argument 'acount' (it takes: customer)",
+    ]
+    with pytest.raises(ConfigError) as err:
+        tree_from_text(RULES.replace("validate: luhn", "validate: luhn\n    secure: false")
+                       .replace('    args: {acount: "{account}"}\n', ""), "r.yaml")
+    assert [str(i) for i in err.value.issues] == [
+        "r.yaml:10:5: nodes.card.secure: card numbers (validate: luhn) must be collected with secure: true "
+        "(PCI: never stored or published)",
+        "r.yaml:15:5: nodes.dip.operation: tickets needs args.customer",
+    ]
+    fixed = RULES.replace("validate: luhn", "validate: luhn\n    secure: true").replace("acount: \"{account}\"",
+                                                                                        "customer: \"{customer[id]}\"")
+    assert tree_from_text(fixed).node("dip").args == {"customer": "{customer[id]}"}
+
+
 def test_syntax_errors_and_missing_start() -> None:
     with pytest.raises(ConfigError) as err:
         tree_from_text("version: 1\nid: t\nstart: x\nnodes:\n  a: {type: hangup}\n", "t.yaml")
