@@ -4,7 +4,7 @@ A tree is a set of named nodes and a ``start``. Nodes that read input (menu, col
 authenticate, language) name their exits; so do data dips and branches. Terminal nodes
 (route, callback, voicemail, transfer, hangup) end the walk. Validation is two-staged:
 pydantic checks each node's shape, then :func:`check_tree` checks the graph (missing
-targets, unreachable nodes, loops without exit, unknown queues and calendars).
+targets, unreachable nodes, loops without exit, unknown queues, skills and calendars).
 """
 
 from __future__ import annotations
@@ -431,7 +431,7 @@ def _silent_cycles(nodes: Mapping[str, Any]) -> list[list[str]]:
 
 
 def check_tree(doc: LocatedDocument, header: TreeHeader, nodes: Mapping[str, Any],
-               queues: Iterable[str] | None) -> list[ConfigIssue]:
+               queues: Iterable[str] | None, skills: Iterable[str] | None = None) -> list[ConfigIssue]:
     issues: list[ConfigIssue] = []
     if header.start not in nodes:
         issues.append(doc.issue(("start",), f"start node '{header.start}' is not defined"))
@@ -449,6 +449,9 @@ def check_tree(doc: LocatedDocument, header: TreeHeader, nodes: Mapping[str, Any
                 issues.append(doc.issue(("nodes", node_id, *cal_key[0]), f"unknown calendar '{cal_key[1]}'"))
         if queues is not None and isinstance(node, (RouteNode, CallbackNode)) and node.queue not in queues:
             issues.append(doc.issue(("nodes", node_id, "queue"), f"unknown queue '{node.queue}'"))
+        if skills is not None and isinstance(node, RouteNode):  # no agent has a skill the ACD does not know
+            issues.extend(doc.issue(("nodes", node_id, "skills", skill), f"unknown skill '{skill}'")
+                          for skill in node.skills if skill not in skills)
     if header.start in nodes:
         seen = _reachable(header.start, edges)
         for node_id in nodes:
@@ -495,7 +498,8 @@ def _calendars_used(node: Any) -> Iterator[tuple[tuple[str | int, ...], str]]:
 # -------------------------------------------------------------------- loading
 
 
-def parse_tree(doc: LocatedDocument, text: str, queues: Iterable[str] | None = None) -> Tree:
+def parse_tree(doc: LocatedDocument, text: str, queues: Iterable[str] | None = None,
+               skills: Iterable[str] | None = None) -> Tree:
     """Validate a parsed document; raise ConfigError listing every issue."""
     try:
         header = TreeHeader.model_validate(doc.data)
@@ -515,7 +519,8 @@ def parse_tree(doc: LocatedDocument, text: str, queues: Iterable[str] | None = N
     for node_id, node in nodes.items():
         issues.extend(doc.issue(("nodes", node_id, *key), message) for key, message in _node_rules(node))
     if not issues:
-        issues = check_tree(doc, header, nodes, set(queues) if queues is not None else None)
+        issues = check_tree(doc, header, nodes, set(queues) if queues is not None else None,
+                            set(skills) if skills is not None else None)
     if issues:
         raise ConfigError(sorted(issues, key=lambda i: (i.line, i.column)))
     lines = {n: doc.locate(("nodes", n))[0].line for n in nodes}
@@ -563,12 +568,14 @@ _TYPES = frozenset({"play", "menu", "language", "collect", "authenticate", "dip"
                     "callback", "voicemail", "transfer", "hangup"})
 
 
-def load_tree(path: str | Path, queues: Iterable[str] | None = None) -> Tree:
-    """Load and check an IVR tree file; ``queues`` (ids known to the ACD) enables the queue check."""
+def load_tree(path: str | Path, queues: Iterable[str] | None = None, skills: Iterable[str] | None = None) -> Tree:
+    """Load and check an IVR tree file; ``queues`` and ``skills`` (ids known to the ACD) enable the
+    checks of routes against them."""
     path = Path(path)
     doc = load_yaml(path)
-    return parse_tree(doc, path.read_text(encoding="utf-8"), queues)
+    return parse_tree(doc, path.read_text(encoding="utf-8"), queues, skills)
 
 
-def tree_from_text(text: str, file: str = "<tree>", queues: Iterable[str] | None = None) -> Tree:
-    return parse_tree(parse_yaml(text, file), text, queues)
+def tree_from_text(text: str, file: str = "<tree>", queues: Iterable[str] | None = None,
+                   skills: Iterable[str] | None = None) -> Tree:
+    return parse_tree(parse_yaml(text, file), text, queues, skills)
