@@ -125,6 +125,7 @@ class CallSession:
     agent_connected_at: datetime | None = None  # the current agent's part (a transfer starts a new one)
     task: asyncio.Task[None] | None = None
     digits: asyncio.Queue[str] = field(default_factory=asyncio.Queue)
+    digits_since: datetime | None = None  # when the oldest digit still in ``digits`` (or before it) arrived
     agent_answered: asyncio.Future[None] | None = None
     announcement: str | None = None  # playback id of a position announcement in progress
     callback: bool = False  # the caller hung up to be called back when an agent is free
@@ -264,6 +265,8 @@ class InboundApp:
             call.callback = True
             self.acd.schedule_callback(call.id, call.queue_id or "", call.caller_number)
         if call.state in ("ivr", "closed", "queued", "voicemail"):
+            if call.digits.empty():
+                call.digits_since = datetime.now(UTC)
             call.digits.put_nowait(digit)
 
     def on_playback_finished(self, playback_id: str) -> None:

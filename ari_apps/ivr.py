@@ -139,6 +139,9 @@ class IvrDriver:
 
     async def _collect(self, call: CallSession, action: Collect) -> Digits:
         started = self.clock()
+        if action.secure and not call.digits.empty() and call.digits_since is not None:
+            # typed ahead during a play or a dip: the mask starts at the first of those digits
+            started = min(started, call.digits_since)
         try:
             return await self._gather(call, action)
         finally:

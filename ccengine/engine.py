@@ -111,8 +111,9 @@ class Engine:
                        rona_pause=settings.acd.rona_pause)
         if settings.ivr.tree is None:
             self._check_menu()
-        # the IVR tree is checked against the queues: a bad tree stops the engine
-        self.ivr = TreeRegistry(settings.ivr.tree, settings.flow, lambda: self.acd.config.queues)
+        # the IVR tree is checked against the queues and skills: a bad tree stops the engine
+        self.ivr = TreeRegistry(settings.ivr.tree, settings.flow, lambda: self.acd.config.queues,
+                                lambda: self.acd.config.skills)
         self.directory: Directory = (HttpDirectory(settings.ivr.directory_url) if settings.ivr.directory_url
                                      else NoDirectory())
         self.prompt_cache = PromptCache(settings.paths.sounds_dir, settings.ivr.voice)

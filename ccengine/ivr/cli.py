@@ -15,8 +15,8 @@ from ..yamlconf import ConfigError
 from .model import Tree, load_tree
 
 
-def _queue_ids(queues: Path | None, config_path: Path | None) -> set[str] | None:
-    """Queue ids the ACD knows: from --queues, else from the engine settings if they load."""
+def _acd_ids(queues: Path | None, config_path: Path | None) -> tuple[set[str] | None, set[str] | None]:
+    """Queue and skill ids the ACD knows: from --queues, else from the engine settings if they load."""
     from ..acd.definitions import load_queue_config
 
     if queues is None:
@@ -25,13 +25,14 @@ def _queue_ids(queues: Path | None, config_path: Path | None) -> set[str] | None
         try:
             queues = load_settings(config_path).acd.queues
         except (ConfigError, OSError):
-            return None
-    return set(load_queue_config(queues).queues)
+            return None, None
+    config = load_queue_config(queues)
+    return set(config.queues), set(config.skills)
 
 
 def _load(file: Path, queues: Path | None, config_path: Path | None) -> Tree:
     try:
-        return load_tree(file, _queue_ids(queues, config_path))
+        return load_tree(file, *_acd_ids(queues, config_path))
     except ConfigError as exc:
         for issue in exc.issues:
             click.echo(str(issue))
@@ -52,7 +53,7 @@ def ivr() -> None:
 
 
 QUEUES = click.option("--queues", type=click.Path(path_type=Path, exists=True),
-                      help="queue definitions to check routes against (default: the engine's acd.queues)")
+                      help="queue definitions (queues, skills) to check routes against (default: acd.queues)")
 
 
 @ivr.command("validate")
@@ -60,7 +61,7 @@ QUEUES = click.option("--queues", type=click.Path(path_type=Path, exists=True),
 @QUEUES
 @click.pass_context
 def validate(ctx: click.Context, file: Path, queues: Path | None) -> None:
-    """Check FILE: node shapes, missing targets, unreachable nodes, loops without exit, unknown queues."""
+    """Check FILE: node shapes, missing targets, unreachable nodes, loops without exit, unknown queues/skills."""
     tree = _load(file, queues, _config_path(ctx))
     click.echo(f"ok: tree {tree.id} version {tree.version}, {len(tree.nodes)} nodes")
 

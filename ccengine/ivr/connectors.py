@@ -16,6 +16,7 @@ from urllib.parse import quote
 import aiohttp
 
 from .interpreter import Dip, DipResult
+from .model import DIP_ARGS
 
 log = logging.getLogger(__name__)
 
@@ -111,9 +112,7 @@ class NoDirectory:
         return None
 
 
-_ARGS = {"lookup_caller": ("number",), "lookup_account": ("account",), "lookup_card": ("card",),
-         "verify_pin": ("account", "pin"), "balance": ("account",), "transactions": ("account",),
-         "tickets": ("customer",)}
+_ARGS = {**DIP_ARGS, "verify_pin": ("account", "pin")}
 
 
 async def run_dip(directory: Directory, dip: Dip) -> DipResult:

@@ -386,7 +386,8 @@ class Walk:
             return Dip("verify_pin", {"account": self._account, "pin": pin}, node.dip_timeout, secure=True)
         if not isinstance(event, DipResult):
             raise WalkError(f"authenticate node {self.node_id} expects a DipResult")
-        if event.status in ("error", "timeout"):
+        if event.status in ("error", "timeout", "not_found"):
+            # an account the directory does not know is no wrong PIN: nothing to lock, an adviser helps
             return self._exit("fallback", node.fallback, secure=True)
         if event.data.get("locked"):
             self._remember_account(event)

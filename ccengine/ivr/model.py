@@ -4,7 +4,7 @@ A tree is a set of named nodes and a ``start``. Nodes that read input (menu, col
 authenticate, language) name their exits; so do data dips and branches. Terminal nodes
 (route, callback, voicemail, transfer, hangup) end the walk. Validation is two-staged:
 pydantic checks each node's shape, then :func:`check_tree` checks the graph (missing
-targets, unreachable nodes, loops without exit, unknown queues and calendars).
+targets, unreachable nodes, loops without exit, unknown queues, skills and calendars).
 """
 
 from __future__ import annotations
@@ -159,7 +159,8 @@ class CollectNode(_Node):
 class AuthenticateNode(_Node):
     """Account number and PIN checked by the customer directory; the PIN is secure input.
     ``max_failures`` wrong PINs in this call (or the directory saying the account is locked)
-    takes ``locked``; silence or bad account numbers take ``fallback``."""
+    takes ``locked``; silence, bad account numbers (malformed, or unknown to the directory) and
+    directory failures take ``fallback``."""
 
     type: Literal["authenticate"]
     account_prompt: Prompt
@@ -180,6 +181,11 @@ class AuthenticateNode(_Node):
 
 
 Operation = Literal["lookup_caller", "lookup_account", "lookup_card", "balance", "transactions", "tickets"]
+# the arguments each operation takes (all required): a misspelt or missing one would send an empty
+# value and fail on every call, so validation refuses it
+DIP_ARGS: Mapping[str, tuple[str, ...]] = {
+    "lookup_caller": ("number",), "lookup_account": ("account",), "lookup_card": ("card",),
+    "balance": ("account",), "transactions": ("account",), "tickets": ("customer",)}
 
 
 class DipNode(_Node):
@@ -425,7 +431,7 @@ def _silent_cycles(nodes: Mapping[str, Any]) -> list[list[str]]:
 
 
 def check_tree(doc: LocatedDocument, header: TreeHeader, nodes: Mapping[str, Any],
-               queues: Iterable[str] | None) -> list[ConfigIssue]:
+               queues: Iterable[str] | None, skills: Iterable[str] | None = None) -> list[ConfigIssue]:
     issues: list[ConfigIssue] = []
     if header.start not in nodes:
         issues.append(doc.issue(("start",), f"start node '{header.start}' is not defined"))
@@ -443,6 +449,9 @@ def check_tree(doc: LocatedDocument, header: TreeHeader, nodes: Mapping[str, Any
                 issues.append(doc.issue(("nodes", node_id, *cal_key[0]), f"unknown calendar '{cal_key[1]}'"))
         if queues is not None and isinstance(node, (RouteNode, CallbackNode)) and node.queue not in queues:
             issues.append(doc.issue(("nodes", node_id, "queue"), f"unknown queue '{node.queue}'"))
+        if skills is not None and isinstance(node, RouteNode):  # no agent has a skill the ACD does not know
+            issues.extend(doc.issue(("nodes", node_id, "skills", skill), f"unknown skill '{skill}'")
+                          for skill in node.skills if skill not in skills)
     if header.start in nodes:
         seen = _reachable(header.start, edges)
         for node_id in nodes:
@@ -489,7 +498,8 @@ def _calendars_used(node: Any) -> Iterator[tuple[tuple[str | int, ...], str]]:
 # -------------------------------------------------------------------- loading
 
 
-def parse_tree(doc: LocatedDocument, text: str, queues: Iterable[str] | None = None) -> Tree:
+def parse_tree(doc: LocatedDocument, text: str, queues: Iterable[str] | None = None,
+               skills: Iterable[str] | None = None) -> Tree:
     """Validate a parsed document; raise ConfigError listing every issue."""
     try:
         header = TreeHeader.model_validate(doc.data)
@@ -506,14 +516,33 @@ def parse_tree(doc: LocatedDocument, text: str, queues: Iterable[str] | None = N
             nodes[node_id] = _NODE.validate_python(raw)
         except ValidationError as exc:
             issues.extend(_node_issues(doc, node_id, exc))
+    for node_id, node in nodes.items():
+        issues.extend(doc.issue(("nodes", node_id, *key), message) for key, message in _node_rules(node))
     if not issues:
-        issues = check_tree(doc, header, nodes, set(queues) if queues is not None else None)
+        issues = check_tree(doc, header, nodes, set(queues) if queues is not None else None,
+                            set(skills) if skills is not None else None)
     if issues:
         raise ConfigError(sorted(issues, key=lambda i: (i.line, i.column)))
     lines = {n: doc.locate(("nodes", n))[0].line for n in nodes}
     version = hashlib.sha256(text.encode()).hexdigest()[:12]
     return Tree(header.id, version, header.start, header.language, header.calendars, nodes, lines, doc.file,
                 header.record)
+
+
+def _node_rules(node: Any) -> Iterator[tuple[tuple[str, ...], str]]:
+    """Rules across a node's keys, located at the key to change (pydantic would only name the node)."""
+    if isinstance(node, CollectNode) and node.validate_as == "luhn" and not node.secure:
+        yield ("secure",) if "secure" in node.model_fields_set else ("validate",), \
+            "card numbers (validate: luhn) must be collected with secure: true (PCI: never stored or published)"
+    if isinstance(node, DipNode):
+        wanted = DIP_ARGS[node.operation]
+        for name in node.args:
+            if name not in wanted:
+                yield ("args", name), f"{node.operation} takes no argument '{name}' (it takes: {', '.join(wanted)})"
+        for name in wanted:
+            if name not in node.args:
+                yield ("args",) if "args" in node.model_fields_set else ("operation",), \
+                    f"{node.operation} needs args.{name}"
 
 
 def _node_issues(doc: LocatedDocument, node_id: str, exc: ValidationError) -> list[ConfigIssue]:
@@ -539,12 +568,14 @@ _TYPES = frozenset({"play", "menu", "language", "collect", "authenticate", "dip"
                     "callback", "voicemail", "transfer", "hangup"})
 
 
-def load_tree(path: str | Path, queues: Iterable[str] | None = None) -> Tree:
-    """Load and check an IVR tree file; ``queues`` (ids known to the ACD) enables the queue check."""
+def load_tree(path: str | Path, queues: Iterable[str] | None = None, skills: Iterable[str] | None = None) -> Tree:
+    """Load and check an IVR tree file; ``queues`` and ``skills`` (ids known to the ACD) enable the
+    checks of routes against them."""
     path = Path(path)
     doc = load_yaml(path)
-    return parse_tree(doc, path.read_text(encoding="utf-8"), queues)
+    return parse_tree(doc, path.read_text(encoding="utf-8"), queues, skills)
 
 
-def tree_from_text(text: str, file: str = "<tree>", queues: Iterable[str] | None = None) -> Tree:
-    return parse_tree(parse_yaml(text, file), text, queues)
+def tree_from_text(text: str, file: str = "<tree>", queues: Iterable[str] | None = None,
+                   skills: Iterable[str] | None = None) -> Tree:
+    return parse_tree(parse_yaml(text, file), text, queues, skills)

@@ -37,16 +37,18 @@ def flow_tree(flow: FlowSettings, queues: Iterable[str] | None = None) -> Tree:
 
 
 class TreeRegistry:
-    def __init__(self, path: Path | None, flow: FlowSettings, queues: Callable[[], Iterable[str]]):
+    def __init__(self, path: Path | None, flow: FlowSettings, queues: Callable[[], Iterable[str]],
+                 skills: Callable[[], Iterable[str]] | None = None):
         self.path = path
         self.flow = flow
         self._queues = queues
+        self._skills = skills
         self.tree = self._load()
 
     def _load(self) -> Tree:
         if self.path is None:
             return flow_tree(self.flow, self._queues())
-        return load_tree(self.path, self._queues())
+        return load_tree(self.path, self._queues(), self._skills() if self._skills is not None else None)
 
     def reload(self) -> bool:
         """Load the file again; a bad file keeps the running tree (and says why)."""

@@ -12,6 +12,7 @@ import re
 import signal
 import wave
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -178,6 +179,57 @@ async def test_card_capture_leaves_no_digits_in_database_logs_or_events(engine_f
     for path in (ROOT / ".lab" / "pbx").rglob("*"):
         if path.is_file() and path.stat().st_size < 50_000_000 and path.suffix not in (".wav", ".gsm"):
             assert CARD.encode() not in path.read_bytes(), path
+
+
+TYPE_AHEAD_TREE = """
+version: 1
+id: type-ahead
+start: main
+nodes:
+  main:
+    type: menu
+    prompt: "To block a card, press 2."
+    choices: {"2": ready}
+    fallback: bye
+  ready:
+    type: play
+    say: "Please have your card ready. In a moment you will be asked for the long number on the front of it."
+    next: card_number
+  card_number:
+    type: collect
+    var: card
+    secure: true
+    validate: luhn
+    min_length: 13
+    max_length: 19
+    prompt: "Please enter your card number, then the hash key."
+    next: done
+    fallback: bye
+  done: {type: hangup, served: true, say: "Thank you."}
+  bye: {type: hangup}
+"""
+
+
+async def test_card_digits_typed_during_the_prompt_before_card_entry_are_inside_the_mask(  # type: ignore[no-untyped-def]
+        engine_factory, peer, workdir, directory):
+    url, _ = directory
+    tree = workdir / "type-ahead.yaml"
+    tree.write_text(TYPE_AHEAD_TREE)
+    engine = ivr_engine(engine_factory, url, tree=tree)
+    await peer.call(Customer(number="5557001", digit="", prompt_wait=1.0, patience=60,
+                             script=dtmf_script("2", 1, f"{CARD}#")))  # the card while "have it ready" plays
+    await engine.wait_for(all_ended(engine, 1), 60, "the call to end")
+
+    [call] = engine.calls()
+    assert call.disposition == "self_served"
+    assert steps(engine) == [("main", "press 2"), ("ready", "next"), ("card_number", "next"), ("done", "end")]
+    [ready] = [e for e in engine.events("call.ivr_step") if e.data["node"] == "ready"]
+    ready_ended = ready.occurred_at if ready.occurred_at.tzinfo else ready.occurred_at.replace(tzinfo=UTC)
+    [window] = engine.events("call.secure_input")
+    # the card entry began during the play: the mask (and the window) starts with its first digit
+    assert datetime.fromisoformat(window.data["started_at"]) < ready_ended - timedelta(seconds=0.5), (
+        window.data, ready_ended)
+    assert all(CARD not in json.dumps(e.data) for e in engine.events())
 
 
 WEALTH_QUEUES = """

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 
 from ccengine.ivr.connectors import HttpDirectory, NoDirectory, run_dip
-from ccengine.ivr.interpreter import Dip
+from ccengine.ivr.interpreter import Context, Dip, Route, Walk
+from ccengine.ivr.model import tree_from_text
 from ccengine.ivr.sample_directory import start
 
 
@@ -52,3 +55,39 @@ async def test_dips_map_not_found_errors_and_timeouts(directory) -> None:  # typ
         == "error"
     assert service.stats["balance"] == 2 and service.stats["by_phone"] == 2
     assert (await run_dip(NoDirectory(), Dip("balance", {"account": "1"}, 2.0))).status == "error"
+
+
+TICKETS = """
+version: 1
+id: tickets
+start: who
+nodes:
+  who: {type: dip, operation: lookup_caller, args: {number: "{caller}"}, store: known, next: open, fallback: agent}
+  open: {type: dip, operation: tickets, args: {customer: "{customer[id]}"}, store: tickets, next: recent,
+         fallback: agent}
+  recent: {type: dip, operation: transactions, args: {account: "12345678"}, store: recent, next: card,
+           fallback: agent}
+  card: {type: dip, operation: lookup_card, args: {card: "4916338506082832"}, store: card, next: account,
+         fallback: agent}
+  account: {type: dip, operation: lookup_account, args: {account: "87654321"}, store: other, next: agent,
+            fallback: agent}
+  agent: {type: route, queue: general}
+"""
+
+
+async def test_every_dip_operation_a_tree_can_name_reaches_the_directory(directory) -> None:  # type: ignore[no-untyped-def]
+    """A tree's arguments (as validation accepts them) are the ones each connector operation reads."""
+    client, service = directory
+    walk = Walk(tree_from_text(TICKETS, queues=["general"]), Context("5551001", lambda: datetime.now(UTC)))
+    action = walk.start()
+    while isinstance(action, Dip):
+        action = walk.feed(await run_dip(client, action))
+    assert isinstance(action, Route)
+    assert [(s.node, s.exit) for s in walk.take_steps()][:-1] == [
+        ("who", "next"), ("open", "next"), ("recent", "next"), ("card", "next"), ("account", "next")]
+    learned = walk.learned()
+    assert learned["customer"]["id"] == "c-1001"
+    assert learned["tickets"] == {"tickets": [{"id": "T-77", "subject": "Card replacement", "status": "open"}]}
+    assert [t["text"] for t in learned["recent"]["transactions"]] == ["Grocer", "Salary"]
+    assert learned["card"]["customer"]["id"] == "c-2002" and learned["other"]["customer"]["name"] == "Alan Turing"
+    assert service.stats == {"by_phone": 1, "tickets": 1, "transactions": 1, "card": 1, "account": 1}

@@ -105,6 +105,87 @@ def test_directory_lock_wins_at_once() -> None:
     assert isinstance(action, Route) and action.queue == "fraud"
 
 
+def test_an_account_the_directory_does_not_know_takes_the_fallback_not_the_lockout() -> None:
+    w = walk()
+    to_menu(w)
+    w.feed(Digits("1"))
+    w.feed(Digits("99999999"))
+    w.feed(Digits("2468"))
+    end = w.feed(DipResult("not_found"))
+    assert isinstance(end, Route) and end.queue == "general" and end.intent == "general_enquiry"
+    assert "locked" not in w.vars and "account" not in w.vars and "authenticated" not in w.vars
+    [auth] = [s for s in w.take_steps() if s.node == "balance_auth"]
+    assert auth.exit == "fallback" and auth.secure
+
+
+def test_anonymous_callers_skip_the_directory_lookup() -> None:
+    for caller in ("", "anonymous"):
+        w = walk(caller=caller)
+        action = w.start()
+        assert isinstance(action, Play) and action.media[0].text == "Welcome to Lab Bank."
+        assert [(s.node, s.exit) for s in w.take_steps()] == [("screen", "case 1")]
+
+
+FORMS = """
+version: 1
+id: forms
+start: birth
+nodes:
+  birth:
+    type: collect
+    prompt: Date of birth, day month year.
+    var: birth
+    validate: date
+    min_length: 8
+    max_length: 8
+    terminator: ""
+    attempts: 2
+    invalid: Not a date.
+    next: account
+    fallback: agent
+  account:
+    type: collect
+    prompt: Account.
+    var: account
+    validate: account
+    account_pattern: "9[0-9]{5}"
+    max_length: 6
+    next: known
+    fallback: agent
+  known:
+    type: branch
+    cases:
+      - {if: {var: account, equals: 912345}, goto: served}
+      - {if: {var: nothing, exists: false}, goto: agent}
+    else: served
+  served: {type: hangup, served: true}
+  agent: {type: route, queue: general}
+"""
+
+
+def test_collect_checks_length_terminator_dates_and_account_formats() -> None:
+    tree = tree_from_text(FORMS)
+    w = Walk(tree, Context("5551001", lambda: NOON))
+    ask = w.start()
+    assert isinstance(ask, Collect) and ask.max_digits == 8 and ask.terminator == "" and not ask.secure
+    retry = w.feed(Digits("31022026"))  # no 31 February
+    assert isinstance(retry, Collect) and retry.media[0].text == "Not a date."
+    ask = w.feed(Digits("29022024"))
+    assert isinstance(ask, Collect) and ask.max_digits == 6 and ask.terminator == "#"
+    assert w.vars["birth"] == "29022024"
+    for wrong in ("812345", "91234", "9123456"):  # pattern, then too short, then too long
+        again = w.feed(Digits(wrong))
+        if wrong != "9123456":
+            assert isinstance(again, Collect)
+    assert isinstance(again, Route) and "account" not in w.vars  # three attempts: the fallback
+    w = Walk(tree, Context("5551001", lambda: NOON))
+    w.start()
+    w.feed(Digits("01012000"))
+    end = w.feed(Digits("912345"))
+    assert isinstance(end, Hangup) and end.served and w.vars["account"] == "912345"
+    assert ("known", "case 1") in [(s.node, s.exit) for s in w.take_steps()]
+
+
 def test_invalid_and_silent_menu_input_loops_then_falls_back_to_an_agent() -> None:
     w = walk()
     to_menu(w)
@@ -283,7 +364,8 @@ def random_trees(draw: st.DrawFn) -> str:
         elif kind == "collect":
             node = {"prompt": "c", "var": "x", "max_length": 4, "next": chain, "fallback": draw(target)}
         elif kind == "dip":
-            node = {"operation": "balance", "store": "b", "next": chain, "fallback": draw(target)}
+            node = {"operation": "balance", "args": {"account": "{x}"}, "store": "b", "next": chain,
+                    "fallback": draw(target)}
         elif kind == "route":
             node = {"queue": "general"}
         else:

@@ -8,8 +8,10 @@ import pytest
 from click.testing import CliRunner
 
 from ccengine.cli.main import main
+from ccengine.config import FlowSettings
 from ccengine.ivr.graph import to_dot
 from ccengine.ivr.model import load_tree, tree_from_text
+from ccengine.ivr.registry import TreeRegistry
 from ccengine.yamlconf import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -18,9 +20,9 @@ LAB_TREE = ROOT / "config" / "ivr" / "lab-bank.yaml"
 LAB_QUEUES = ROOT / "config" / "lab-queues.yaml"
 
 
-def issues(path: Path, queues: list[str] | None = None) -> list[str]:
+def issues(path: Path, queues: list[str] | None = None, skills: list[str] | None = None) -> list[str]:
     with pytest.raises(ConfigError) as err:
-        load_tree(path, queues)
+        load_tree(path, queues, skills)
     return [str(i) for i in err.value.issues]
 
 
@@ -72,6 +74,66 @@ def test_cross_field_rules() -> None:
     with pytest.raises(ConfigError) as err:
         tree_from_text(text, "c.yaml")
     assert "c.yaml:5:3: nodes.a: Value error, min_length is greater than max_length" in str(err.value)
+
+
+RULES = """version: 1
+id: t
+start: card
+nodes:
+  card:
+    type: collect
+    prompt: Card number.
+    var: card
+    validate: luhn
+    next: dip
+    fallback: bye
+  dip:
+    type: dip
+    operation: tickets
+    args: {acount: "{account}"}
+    store: t
+    next: bye
+    fallback: bye
+  bye: {type: hangup}
+"""
+
+
+def test_card_entry_must_be_secure_and_dip_arguments_must_fit_the_operation() -> None:
+    with pytest.raises(ConfigError) as err:
+        tree_from_text(RULES, "r.yaml")
+    assert [str(i) for i in err.value.issues] == [
+        "r.yaml:9:5: nodes.card.validate: card numbers (validate: luhn) must be collected with secure: true "
+        "(PCI: never stored or published)",
+        "r.yaml:15:5: nodes.dip.args: tickets needs args.customer",
+        "r.yaml:15:12: nodes.dip.args.acount: tickets takes no argument 'acount' (it takes: customer)",
+    ]
+    with pytest.raises(ConfigError) as err:
+        tree_from_text(RULES.replace("validate: luhn", "validate: luhn\n    secure: false")
+                       .replace('    args: {acount: "{account}"}\n', ""), "r.yaml")
+    assert [str(i) for i in err.value.issues] == [
+        "r.yaml:10:5: nodes.card.secure: card numbers (validate: luhn) must be collected with secure: true "
+        "(PCI: never stored or published)",
+        "r.yaml:15:5: nodes.dip.operation: tickets needs args.customer",
+    ]
+    fixed = RULES.replace("validate: luhn", "validate: luhn\n    secure: true").replace("acount: \"{account}\"",
+                                                                                        "customer: \"{customer[id]}\"")
+    assert tree_from_text(fixed).node("dip").args == {"customer": "{customer[id]}"}
+
+
+def test_route_skills_are_checked_against_the_acd(tmp_path: Path) -> None:
+    tree = tmp_path / "skills.yaml"
+    tree.write_text(LAB_TREE.read_text().replace("skills: {fraud: 5}", "skills: {fruad: 5, cards: 2}"))
+    assert load_tree(tree, ["general", "cards", "fraud"]).node("locked").skills == {"fruad": 5, "cards": 2}
+    found = issues(tree, ["general", "cards", "fraud"], ["general", "cards", "fraud"])
+    line = next(n for n, text in enumerate(tree.read_text().splitlines(), 1) if "fruad" in text)
+    assert found == [f"{tree}:{line}:14: nodes.locked.skills.fruad: unknown skill 'fruad'"]
+    result = CliRunner().invoke(main, ["ivr", "validate", str(tree), "--queues", str(LAB_QUEUES)])
+    assert result.exit_code == 1 and f"{tree}:{line}:14: nodes.locked.skills.fruad: unknown skill" in result.output
+    registry_skills = ["general", "cards", "fraud"]
+    with pytest.raises(ConfigError):
+        TreeRegistry(tree, FlowSettings(), lambda: ["general", "cards", "fraud"], lambda: registry_skills)
+    registry_skills.append("fruad")
+    assert TreeRegistry(tree, FlowSettings(), lambda: ["general", "cards", "fraud"], lambda: registry_skills).tree
 
 
 def test_syntax_errors_and_missing_start() -> None:
