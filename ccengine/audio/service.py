@@ -203,7 +203,7 @@ class AudioAnalytics:
                 customer_interruptions=int(summary["customer_interruptions"]),
                 frames=sum(s.frames for s in stats), dropped_frames=sum(s.dropped_frames for s in stats),
                 concealed_packets=sum(s.concealed_packets for s in stats), disclosures_missing=missing,
-                utterances_skipped=call.utterances_skipped))
+                utterances_skipped=call.utterances_skipped, silence_s=float(summary["silence_s"])))
         for channel_id in [c for c, owner in self._channels.items() if owner == call_id]:
             del self._channels[channel_id]
         self.calls.pop(call_id, None)

@@ -466,6 +466,7 @@ class CallAnalyticsSummary(Payload):
     concealed_packets: int
     disclosures_missing: list[str] = Field(default_factory=list)
     utterances_skipped: int = 0
+    silence_s: float = 0.0  # nobody talking (a transfer's hold excluded)
 
 
 PAYLOADS: dict[str, type[Payload]] = {
