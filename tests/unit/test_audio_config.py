@@ -30,6 +30,21 @@ def test_bad_analyser_and_threshold_are_located(tmp_path: Path) -> None:
     assert f"{path}:5:22: queues.sales.analysers[1]" in text
 
 
+def test_asr_backend_and_model_directory_are_checked_where_written(tmp_path: Path) -> None:
+    path = tmp_path / "analytics.yaml"
+    path.write_text("asr:\n  backend: sitemodels.nosuch:Recogniser\n  model_dir: /nonexistent/model\n")
+    with pytest.raises(ConfigError) as caught:
+        load_analytics(path)
+    text = str(caught.value)
+    assert f"{path}:2:" in text and "asr.backend" in text and "'sitemodels.nosuch' is not installed" in text
+    assert f"{path}:3:" in text and "asr.model_dir" in text
+    path.write_text("asr: {backend: no colon here}\n")
+    with pytest.raises(ConfigError, match=r"asr\.backend"):
+        load_analytics(path)
+    path.write_text(f"asr: {{backend: 'ccengine.audio.keywords:PocketsphinxBackend', model_dir: '{tmp_path}'}}\n")
+    assert load_analytics(path).asr.model_dir == tmp_path
+
+
 def test_queue_naming_an_unknown_phrase_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "analytics.yaml"
     path.write_text("phrases: {}\nqueues:\n  sales: {analysers: [keywords], phrases: [recorded]}\n")
