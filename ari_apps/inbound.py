@@ -197,6 +197,7 @@ class InboundApp:
         # direction) once caller and agent are bridged, and the call id when it ends. Must not block.
         self.on_connected: Callable[[str, str | None, str | None, dict[Direction, str]], None] | None = None
         self.on_finished: Callable[[str], None] | None = None
+        self.on_transferred: Callable[[str], None] | None = None  # the agent's leg was released; on_connected follows
 
     # -- events out ------------------------------------------------------------------------------
     def emit(self, payload: Payload, call: CallSession | None = None, agent_id: str | None = None) -> None:
@@ -427,6 +428,8 @@ class InboundApp:
         self.acd.finished(agent_id, call.id, (now - since).total_seconds() if since else None)
         self.emit(CallTransferred(kind=kind, target=target, from_agent_id=agent_id, from_channel_id=agent_channel,
                                   requested_by=requested_by, approval_id=approval_id), call, agent_id=agent_id)
+        if self.on_transferred is not None:
+            self.on_transferred(call.id)
         with contextlib.suppress(PbxError):
             if on_line:
                 await self.lines.hold(agent_channel)  # a persistent line goes back on hold, not hung up
@@ -482,6 +485,7 @@ class InboundApp:
             return
         call.state = "talking"
         self.emit(CallTransferAnswered(number=number, channel_id=channel_id, bridge_id=call.bridge_id), call)
+        self._connected(call)
 
     async def _transfer_failed(self, call: CallSession, kind: TransferKind, target: str, reason: str,
                                queue_id: str) -> None:

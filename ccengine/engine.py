@@ -199,6 +199,7 @@ class Engine:
             await self.analytics.start()
             self.app.on_connected = self.analytics.call_connected
             self.app.on_finished = self.analytics.call_ended
+            self.app.on_transferred = self.analytics.call_transferred
         self.writer.start()
         await self.pbx.start()
         self._dispatcher = asyncio.create_task(self._dispatch(), name="engine-dispatcher")

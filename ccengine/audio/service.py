@@ -118,9 +118,22 @@ class AudioAnalytics:
 
     def call_connected(self, call_id: str, queue: str | None, agent_id: str | None,
                        channels: dict[Direction, str]) -> None:
-        """Caller and agent are bridged: tap each direction (in the background; the call goes on)."""
+        """Caller and agent are bridged: tap each direction (in the background; the call goes on).
+
+        A call tapped already was transferred: the tap follows it to the new
+        party's leg, on the same timeline and with the analysers its first
+        queue chose.
+        """
+        if self.receiver is None:
+            return
+        if call_id in self.calls:
+            call = self.calls[call_id]
+            if not call.stopping:
+                call.queue, call.agent_id = queue, agent_id
+                call.started = self._spawn(self._follow(call, call.started, channels), f"retap-{call_id}")
+            return
         plan = self.config.for_queue(queue)
-        if not plan.analysers or call_id in self.calls or self.receiver is None:
+        if not plan.analysers:
             return
         host = f"{self.config.advertised_host or self.config.receiver_host}:{self.receiver.port()}"
         tap = CallTap(self.pbx, self.receiver, host, call_id, codec=self.config.codec,
@@ -128,6 +141,13 @@ class AudioAnalytics:
         call = _Call(call_id, queue, agent_id, plan, tap)
         self.calls[call_id] = call
         call.started = self._spawn(self._start(call, channels), f"tap-{call_id}")
+
+    def call_transferred(self, call_id: str) -> None:
+        """A blind transfer released the agent's leg: untap it; the caller waits, which is no silence."""
+        call = self.calls.get(call_id)
+        if call is not None and not call.stopping:
+            call.agent_id = None
+            call.started = self._spawn(self._release(call, call.started), f"untap-agent-{call_id}")
 
     def call_ended(self, call_id: str) -> None:
         if call_id in self.calls:
@@ -171,6 +191,36 @@ class AudioAnalytics:
         legs = await call.tap.start(channels)
         call.directions = [leg.direction for leg in legs]
         log.info("call %s tapped: %s", call.call_id, ", ".join(call.directions) or "no leg")
+
+    @staticmethod
+    async def _after(previous: asyncio.Task[None] | None) -> None:
+        """Changes to one call's tap happen in the order the call flow asked for them."""
+        if previous is not None:
+            await asyncio.gather(asyncio.shield(previous), return_exceptions=True)
+
+    async def _release(self, call: _Call, previous: asyncio.Task[None] | None) -> None:
+        assert self._loop is not None
+        await self._after(previous)
+        await call.tap.stop_direction("agent")
+        await self._loop.run_in_executor(self._analysis, self.pipeline.hold, call.call_id, True)
+
+    async def _follow(self, call: _Call, previous: asyncio.Task[None] | None,
+                      channels: dict[Direction, str]) -> None:
+        """Tap each direction whose party changed, as the same stream continuing on the call's clock."""
+        assert self._loop is not None
+        await self._after(previous)
+        tapped = {leg.direction: leg.channel_id for leg in call.tap.legs}
+        for direction, channel_id in channels.items():
+            if tapped.get(direction) == channel_id:
+                continue
+            await call.tap.stop_direction(direction)
+            restart = functools.partial(self.pipeline.restart, f"{call.call_id}:{direction}")
+            if await self._loop.run_in_executor(self._analysis, restart):
+                await call.tap.start({direction: channel_id})
+        await self._loop.run_in_executor(self._analysis, self.pipeline.hold, call.call_id, False)
+        call.directions = sorted({*call.directions, *(leg.direction for leg in call.tap.legs)})
+        log.info("call %s tapped again after a transfer: %s", call.call_id,
+                 ", ".join(leg.direction for leg in call.tap.legs) or "no leg")
 
     async def _stop(self, call_id: str) -> None:
         call = self.calls.get(call_id)

@@ -76,7 +76,17 @@ class CallVad:
     overtalk_seconds: float = 0.0
     interruptions: dict[str, int] = field(default_factory=lambda: {"agent": 0, "customer": 0})
     now: float = 0.0
+    held: bool = False
     silent: bool = True  # nobody talking since silence_start
+
+    def hold(self, held: bool) -> None:
+        """A transfer puts the caller on hold: no silence events, and the hold is no silence of its own.
+
+        A silence already running when the hold begins still counts, up to then.
+        """
+        if held and not self.held and self.silent:
+            self._silence_ended(self.now)
+        self.held = held
 
     def step(self, t: float, voiced: dict[str, bool]) -> list[Payload]:
         """Advance to media time ``t`` (start of this 20 ms frame) with each direction's decision."""
@@ -109,7 +119,9 @@ class CallVad:
             self.silence_reported = False
         else:
             self.silent = True
-            if not self.silence_reported and end - self.silence_start >= s.silence_event_s:
+            if self.held:  # the caller waits for a transfer: that is no silence of the conversation
+                self.silence_start = end
+            elif not self.silence_reported and end - self.silence_start >= s.silence_event_s:
                 self.silence_reported = True
                 events.append(CallAnalyticsSilence(started_at=round(self.silence_start, 2),
                                                    seconds=round(end - self.silence_start, 2)))
@@ -140,7 +152,7 @@ class CallVad:
             if d.talking:
                 d.talking = False
                 d.talk_seconds += d.last_voiced - d.spurt_start
-        if self.silent:
+        if self.silent and not self.held:
             self._silence_ended(self.now)
 
     def summary(self) -> dict[str, float | int]:
