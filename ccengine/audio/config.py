@@ -18,7 +18,9 @@ from .agitation import AgitationSettings
 from .keywords import Phrase
 from .vad import VadSettings
 
-Analyser = Literal["vad", "agitation", "keywords", "cards", "diarization"]
+# No live "diarization": each tapped direction is one speaker; mixed audio is diarized after the call
+# (`ccengine audio diarize`), so naming it here would promise an analyser that never runs.
+Analyser = Literal["vad", "agitation", "keywords", "cards"]
 
 
 class _Strict(BaseModel):

@@ -28,6 +28,9 @@ def test_bad_analyser_and_threshold_are_located(tmp_path: Path) -> None:
     text = str(caught.value)
     assert f"{path}:2:" in text and "mode" in text
     assert f"{path}:5:22: queues.sales.analysers[1]" in text
+    path.write_text("default: {analysers: [vad, diarization]}\n")  # post-call only: no live analyser of that name
+    with pytest.raises(ConfigError, match=r"default\.analysers\[1\]"):
+        load_analytics(path)
 
 
 def test_asr_backend_and_model_directory_are_checked_where_written(tmp_path: Path) -> None:
