@@ -63,7 +63,7 @@ from ccengine.core.events import (
 )
 from ccengine.ivr.connectors import Directory, NoDirectory
 from ccengine.ivr.interpreter import Callback, Hangup, Route, Terminal, Transfer, Voicemail, Walk, lookup
-from ccengine.ivr.pci import SecureWindow, mask_windows
+from ccengine.ivr.pci import SPOKEN_CARD_REASON, SecureWindow, mask_windows
 from ccengine.ivr.prompts import PromptCache
 from ccengine.ivr.registry import TreeRegistry
 from ccengine.payment.connector import LabConnector, PaymentConnector
@@ -237,6 +237,12 @@ class InboundApp:
             return
         if not call.customer_answered.done():
             call.customer_answered.set_result(channel)
+
+    def mask_spoken_card(self, call_id: str, started: datetime, ended: datetime) -> None:
+        """The audio tap heard a card number spoken: the recording is silenced over it when it is sealed."""
+        call = self.sessions.get(call_id)
+        if call is not None and call.recording_id is not None:
+            call.secure_windows.append(SecureWindow(SPOKEN_CARD_REASON, started, ended))
 
     def on_transfer_answered(self, channel: ChannelInfo) -> None:
         """The transfer target picked up."""

@@ -200,6 +200,7 @@ class Engine:
             self.app.on_connected = self.analytics.call_connected
             self.app.on_finished = self.analytics.call_ended
             self.app.on_transferred = self.analytics.call_transferred
+            self.analytics.on_card_spoken = self.app.mask_spoken_card
         self.writer.start()
         await self.pbx.start()
         self._dispatcher = asyncio.create_task(self._dispatch(), name="engine-dispatcher")

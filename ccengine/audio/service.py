@@ -20,9 +20,10 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from ccengine.core.events import CallAnalyticsSummary, Event, Payload
+from ccengine.core.events import CallAnalyticsCardNumberSpoken, CallAnalyticsSummary, Event, Payload
 from ccengine.pbx.protocol import PbxAdapter
 
 from .config import AnalyticsConfig, QueueAnalytics
@@ -50,6 +51,7 @@ class _Call:
     directions: list[Direction] = field(default_factory=list)
     deadline_checked: float = 0.0
     started: asyncio.Task[None] | None = None
+    clock_zero: datetime | None = None  # wall time of media time 0 (the taps' first audio)
     stopping: bool = False
     utterances_skipped: int = 0  # not recognised because the recogniser was too far behind
 
@@ -77,6 +79,7 @@ class AudioAnalytics:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._consumer: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self.on_card_spoken: Callable[[str, datetime, datetime], None] | None = None  # (call, window start, end)
 
     def _needs_asr(self) -> bool:
         plans = [self.config.default, *self.config.queues.values()]
@@ -189,6 +192,7 @@ class AudioAnalytics:
             log.warning("tap %s: analyser capacity reached, call not analysed", call.call_id)
             return
         legs = await call.tap.start(channels)
+        call.clock_zero = datetime.now(UTC)  # the PBX sends a tap's first audio as soon as it is bridged
         call.directions = [leg.direction for leg in legs]
         log.info("call %s tapped: %s", call.call_id, ", ".join(call.directions) or "no leg")
 
@@ -328,4 +332,10 @@ class AudioAnalytics:
             self._loop.call_soon_threadsafe(self._publish, call, payload)
 
     def _publish(self, call: _Call, payload: Payload) -> None:
+        if isinstance(payload, CallAnalyticsCardNumberSpoken) and call.clock_zero is not None:
+            started = call.clock_zero + timedelta(seconds=payload.at)
+            ended = call.clock_zero + timedelta(seconds=payload.ends_at)
+            payload = payload.model_copy(update={"window_started_at": started, "window_ended_at": ended})
+            if self.on_card_spoken is not None:  # the recording's PCI mask silences it
+                self.on_card_spoken(call.call_id, started, ended)
         self.publish(Event.of(payload, call_id=call.call_id, agent_id=call.agent_id, queue=call.queue))

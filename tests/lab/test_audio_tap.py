@@ -213,6 +213,19 @@ async def test_scripted_calls_give_talk_time_silence_agitation_disclosure_and_ca
     # after "My card number is" (over 1 s of speech), so opening within 0.8 s still covers every digit
     [(start, seconds)] = [(t, d) for who, t, d in card.turns if who == "customer"]
     assert spoken["at"] <= start + 0.8 and spoken["ends_at"] >= start + seconds - 1.0, (spoken, start, seconds)
+    # ... and the recording is silenced over it (a PCI mask window), the rest of the call kept
+    await engine.wait_for(lambda: engine.count_events("call.recording_sealed") >= len(scripts), 30, "sealed recordings")
+    [sealed] = [e.data for e in engine.events("call.recording_sealed") if e.call_id == ids["5558104"]]
+    exported = io.BytesIO()
+    Vault(engine.settings.recording.vault_dir, create=False).export(sealed["recording_id"], exported)
+    exported.seek(0)
+    with wave.open(exported, "rb") as wav:
+        rate = wav.getframerate()
+        stereo = np.frombuffer(wav.readframes(wav.getnframes()), dtype="<i2").reshape(-1, 2)
+    digits = stereo[int((start + 1.5) * rate):int((start + seconds - 0.5) * rate)]  # after "my card number is"
+    assert not digits.any(), rms_db(digits[:, 0])
+    [(greeting, length)] = [(t, d) for who, t, d in card.turns if who == "agent"][:1]
+    assert rms_db(stereo[int(greeting * rate):int((greeting + length) * rate), 1]) > -40  # the agent still heard
     needles = [CARD, "4111 1111", "4111-1111"]
     with engine.db.connect() as conn:
         tables = [r[0] for r in conn.execute(text("SELECT name FROM sqlite_master WHERE type='table'"))]
