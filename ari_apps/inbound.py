@@ -63,7 +63,7 @@ from ccengine.core.events import (
 )
 from ccengine.ivr.connectors import Directory, NoDirectory
 from ccengine.ivr.interpreter import Callback, Hangup, Route, Terminal, Transfer, Voicemail, Walk, lookup
-from ccengine.ivr.pci import SecureWindow, mask_windows
+from ccengine.ivr.pci import SPOKEN_CARD_REASON, SecureWindow, mask_windows
 from ccengine.ivr.prompts import PromptCache
 from ccengine.ivr.registry import TreeRegistry
 from ccengine.payment.connector import LabConnector, PaymentConnector
@@ -201,6 +201,7 @@ class InboundApp:
         # Waits until every event published so far is stored (the engine's store writer): a caller
         # is told "we will call you back" only once an engine restart would still keep the promise.
         self.stored: Callable[[], Awaitable[None]] | None = None
+        self.on_transferred: Callable[[str], None] | None = None  # the agent's leg was released; on_connected follows
 
     # -- events out ------------------------------------------------------------------------------
     def emit(self, payload: Payload, call: CallSession | None = None, agent_id: str | None = None) -> None:
@@ -240,6 +241,12 @@ class InboundApp:
             return
         if not call.customer_answered.done():
             call.customer_answered.set_result(channel)
+
+    def mask_spoken_card(self, call_id: str, started: datetime, ended: datetime) -> None:
+        """The audio tap heard a card number spoken: the recording is silenced over it when it is sealed."""
+        call = self.sessions.get(call_id)
+        if call is not None and call.recording_id is not None:
+            call.secure_windows.append(SecureWindow(SPOKEN_CARD_REASON, started, ended))
 
     def on_transfer_answered(self, channel: ChannelInfo) -> None:
         """The transfer target picked up."""
@@ -433,6 +440,8 @@ class InboundApp:
         self.acd.finished(agent_id, call.id, (now - since).total_seconds() if since else None)
         self.emit(CallTransferred(kind=kind, target=target, from_agent_id=agent_id, from_channel_id=agent_channel,
                                   requested_by=requested_by, approval_id=approval_id), call, agent_id=agent_id)
+        if self.on_transferred is not None:
+            self.on_transferred(call.id)
         with contextlib.suppress(PbxError):
             if on_line:
                 await self.lines.hold(agent_channel)  # a persistent line goes back on hold, not hung up
@@ -488,6 +497,7 @@ class InboundApp:
             return
         call.state = "talking"
         self.emit(CallTransferAnswered(number=number, channel_id=channel_id, bridge_id=call.bridge_id), call)
+        self._connected(call)
 
     async def _transfer_failed(self, call: CallSession, kind: TransferKind, target: str, reason: str,
                                queue_id: str) -> None:

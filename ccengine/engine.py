@@ -201,6 +201,8 @@ class Engine:
             await self.analytics.start()
             self.app.on_connected = self.analytics.call_connected
             self.app.on_finished = self.analytics.call_ended
+            self.app.on_transferred = self.analytics.call_transferred
+            self.analytics.on_card_spoken = self.app.mask_spoken_card
         self.app.stored = functools.partial(self.writer.flush, within=5)
         self.writer.start()
         await self.pbx.start()

@@ -6,10 +6,11 @@ rest of ccengine's configuration.
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, DirectoryPath, Field, field_validator, model_validator
 
 from ccengine.yamlconf import load_model
 
@@ -17,7 +18,9 @@ from .agitation import AgitationSettings
 from .keywords import Phrase
 from .vad import VadSettings
 
-Analyser = Literal["vad", "agitation", "keywords", "cards", "diarization"]
+# No live "diarization": each tapped direction is one speaker; mixed audio is diarized after the call
+# (`ccengine audio diarize`), so naming it here would promise an analyser that never runs.
+Analyser = Literal["vad", "agitation", "keywords", "cards"]
 
 
 class _Strict(BaseModel):
@@ -57,9 +60,23 @@ class AgitationConfig(_Strict):
 
 
 class AsrConfig(_Strict):
-    backend: str = "pocketsphinx"
-    model_dir: Path | None = None
+    backend: str = Field(default="pocketsphinx", pattern=r"^(pocketsphinx|[A-Za-z_][\w.]*:[A-Za-z_]\w*)$",
+                         description='"pocketsphinx" or a site backend as "package.module:Class"')
+    model_dir: DirectoryPath | None = Field(default=None, description="a local model directory; never downloaded")
     card_last4: bool = False
+
+    @field_validator("backend")
+    @classmethod
+    def _installed(cls, spec: str) -> str:
+        """A misnamed backend is refused here, not as a dead recogniser process once calls are tapped."""
+        module = spec.partition(":")[0] if ":" in spec else spec
+        try:
+            found = importlib.util.find_spec(module) is not None
+        except ImportError:
+            found = False
+        if not found:
+            raise ValueError(f"ASR backend module {module!r} is not installed")
+        return spec
 
 
 class QueueAnalytics(_Strict):

@@ -35,6 +35,7 @@ class _Tap:
     vad: FrameVad
     agitation: bool = True
     spotter: KeywordSpotter | None = None
+    offset: int | None = 0  # added to the stream's frame index to get the call's; None: set at the next frame
 
 
 @dataclass
@@ -45,6 +46,7 @@ class _Call:
     next_index: int = 0  # the next frame the call-level VAD steps
     newest: int = -1
     last: Frame | None = None
+    holds: list[tuple[int, bool]] = field(default_factory=list)  # (frame index, held) not yet reached
 
 
 class Pipeline:
@@ -74,6 +76,38 @@ class Pipeline:
         call = self.calls.setdefault(call_id, _Call(CallVad(self.vad_settings), set()))
         call.directions.add(direction)
 
+    def restart(self, stream: str) -> bool:
+        """The stream now carries another party (a transfer's new agent) and counts frames from 0 again.
+
+        Its first frame is placed at the call's current time, so both
+        directions stay on one clock; the voice detector and the agitation
+        baseline start afresh for the new voice; an utterance in progress is
+        handed over, and phrases already spotted still count for the call.
+        False if the stream is not analysed (nothing to restart).
+        """
+        tap = self.taps.get(stream)
+        if tap is None:
+            return False
+        tap.offset = None
+        tap.vad = FrameVad(self.vad_mode)
+        for bank in self.banks.values():
+            bank.reset(np.array([tap.slot], dtype=np.intp))
+        if tap.spotter is not None and self.on_utterance is not None:
+            utterance = tap.spotter.close()
+            if utterance is not None:
+                self.on_utterance(tap.call_id, tap.spotter, *utterance)
+        return True
+
+    def hold(self, call_id: str, held: bool) -> None:
+        """While a transfer has the caller waiting, a silence is not the conversation's (see CallVad).
+
+        Takes effect from the newest frame received, which the call's VAD
+        (waiting for every direction's decision) may reach only later.
+        """
+        call = self.calls.get(call_id)
+        if call is not None:
+            call.holds.append((max(call.newest + 1, call.next_index), held))
+
     def media_time(self, call_id: str) -> float:
         """Seconds of the call's audio analysed so far."""
         call = self.calls.get(call_id)
@@ -94,6 +128,8 @@ class Pipeline:
         if call.last is not None:  # the frames still waiting for a silent direction's decision
             call.newest += LAG_FRAMES + 1
             self._advance(call_id, call, call.last)
+        for _, held in call.holds:
+            call.vad.hold(held)
         call.vad.close()
         return call.vad.summary()
 
@@ -113,15 +149,18 @@ class Pipeline:
         for f in batch:
             tap = self.taps[f.stream]
             call = self.calls[tap.call_id]
+            if tap.offset is None:
+                tap.offset = max(call.newest + 1, call.next_index) - f.index
+            index = f.index + tap.offset
             voiced = tap.vad.is_speech(f.pcm, f.rate)
             if tap.spotter is not None and self.on_utterance is not None:
-                utterance = tap.spotter.push(f.index * FRAME_S, f.pcm, voiced)
+                utterance = tap.spotter.push(index * FRAME_S, f.pcm, voiced)
                 if utterance is not None:
                     self.on_utterance(tap.call_id, tap.spotter, *utterance)
-            if f.index < call.next_index:
+            if index < call.next_index:
                 continue  # this direction's frame came after the call's clock moved on without it
-            call.pending.setdefault(f.index, {})[tap.direction] = voiced
-            call.newest, call.last = max(call.newest, f.index), f
+            call.pending.setdefault(index, {})[tap.direction] = voiced
+            call.newest, call.last = max(call.newest, index), f
             self._advance(tap.call_id, call, f)
 
     def _advance(self, call_id: str, call: _Call, f: Frame) -> None:
@@ -138,6 +177,8 @@ class Pipeline:
             lagging = call.newest - i > LAG_FRAMES
             if slot is not None and (len(slot) == len(call.directions) or lagging):
                 del call.pending[i]
+                while call.holds and call.holds[0][0] <= i:
+                    call.vad.hold(call.holds.pop(0)[1])
                 decisions = {d: slot.get(d, False) for d in call.directions}
                 for ev in call.vad.step(i * FRAME_S, decisions):
                     self.emit(call_id, ev, f)

@@ -20,9 +20,10 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from ccengine.core.events import CallAnalyticsSummary, Event, Payload
+from ccengine.core.events import CallAnalyticsCardNumberSpoken, CallAnalyticsSummary, Event, Payload
 from ccengine.pbx.protocol import PbxAdapter
 
 from .config import AnalyticsConfig, QueueAnalytics
@@ -50,6 +51,7 @@ class _Call:
     directions: list[Direction] = field(default_factory=list)
     deadline_checked: float = 0.0
     started: asyncio.Task[None] | None = None
+    clock_zero: datetime | None = None  # wall time of media time 0 (the taps' first audio)
     stopping: bool = False
     utterances_skipped: int = 0  # not recognised because the recogniser was too far behind
 
@@ -77,6 +79,7 @@ class AudioAnalytics:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._consumer: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self.on_card_spoken: Callable[[str, datetime, datetime], None] | None = None  # (call, window start, end)
 
     def _needs_asr(self) -> bool:
         plans = [self.config.default, *self.config.queues.values()]
@@ -118,9 +121,22 @@ class AudioAnalytics:
 
     def call_connected(self, call_id: str, queue: str | None, agent_id: str | None,
                        channels: dict[Direction, str]) -> None:
-        """Caller and agent are bridged: tap each direction (in the background; the call goes on)."""
+        """Caller and agent are bridged: tap each direction (in the background; the call goes on).
+
+        A call tapped already was transferred: the tap follows it to the new
+        party's leg, on the same timeline and with the analysers its first
+        queue chose.
+        """
+        if self.receiver is None:
+            return
+        if call_id in self.calls:
+            call = self.calls[call_id]
+            if not call.stopping:
+                call.queue, call.agent_id = queue, agent_id
+                call.started = self._spawn(self._follow(call, call.started, channels), f"retap-{call_id}")
+            return
         plan = self.config.for_queue(queue)
-        if not plan.analysers or call_id in self.calls or self.receiver is None:
+        if not plan.analysers:
             return
         host = f"{self.config.advertised_host or self.config.receiver_host}:{self.receiver.port()}"
         tap = CallTap(self.pbx, self.receiver, host, call_id, codec=self.config.codec,
@@ -128,6 +144,13 @@ class AudioAnalytics:
         call = _Call(call_id, queue, agent_id, plan, tap)
         self.calls[call_id] = call
         call.started = self._spawn(self._start(call, channels), f"tap-{call_id}")
+
+    def call_transferred(self, call_id: str) -> None:
+        """A blind transfer released the agent's leg: untap it; the caller waits, which is no silence."""
+        call = self.calls.get(call_id)
+        if call is not None and not call.stopping:
+            call.agent_id = None
+            call.started = self._spawn(self._release(call, call.started), f"untap-agent-{call_id}")
 
     def call_ended(self, call_id: str) -> None:
         if call_id in self.calls:
@@ -169,8 +192,39 @@ class AudioAnalytics:
             log.warning("tap %s: analyser capacity reached, call not analysed", call.call_id)
             return
         legs = await call.tap.start(channels)
+        call.clock_zero = datetime.now(UTC)  # the PBX sends a tap's first audio as soon as it is bridged
         call.directions = [leg.direction for leg in legs]
         log.info("call %s tapped: %s", call.call_id, ", ".join(call.directions) or "no leg")
+
+    @staticmethod
+    async def _after(previous: asyncio.Task[None] | None) -> None:
+        """Changes to one call's tap happen in the order the call flow asked for them."""
+        if previous is not None:
+            await asyncio.gather(asyncio.shield(previous), return_exceptions=True)
+
+    async def _release(self, call: _Call, previous: asyncio.Task[None] | None) -> None:
+        assert self._loop is not None
+        await self._after(previous)
+        await call.tap.stop_direction("agent")
+        await self._loop.run_in_executor(self._analysis, self.pipeline.hold, call.call_id, True)
+
+    async def _follow(self, call: _Call, previous: asyncio.Task[None] | None,
+                      channels: dict[Direction, str]) -> None:
+        """Tap each direction whose party changed, as the same stream continuing on the call's clock."""
+        assert self._loop is not None
+        await self._after(previous)
+        tapped = {leg.direction: leg.channel_id for leg in call.tap.legs}
+        for direction, channel_id in channels.items():
+            if tapped.get(direction) == channel_id:
+                continue
+            await call.tap.stop_direction(direction)
+            restart = functools.partial(self.pipeline.restart, f"{call.call_id}:{direction}")
+            if await self._loop.run_in_executor(self._analysis, restart):
+                await call.tap.start({direction: channel_id})
+        await self._loop.run_in_executor(self._analysis, self.pipeline.hold, call.call_id, False)
+        call.directions = sorted({*call.directions, *(leg.direction for leg in call.tap.legs)})
+        log.info("call %s tapped again after a transfer: %s", call.call_id,
+                 ", ".join(leg.direction for leg in call.tap.legs) or "no leg")
 
     async def _stop(self, call_id: str) -> None:
         call = self.calls.get(call_id)
@@ -203,7 +257,7 @@ class AudioAnalytics:
                 customer_interruptions=int(summary["customer_interruptions"]),
                 frames=sum(s.frames for s in stats), dropped_frames=sum(s.dropped_frames for s in stats),
                 concealed_packets=sum(s.concealed_packets for s in stats), disclosures_missing=missing,
-                utterances_skipped=call.utterances_skipped))
+                utterances_skipped=call.utterances_skipped, silence_s=float(summary["silence_s"])))
         for channel_id in [c for c, owner in self._channels.items() if owner == call_id]:
             del self._channels[channel_id]
         self.calls.pop(call_id, None)
@@ -278,4 +332,10 @@ class AudioAnalytics:
             self._loop.call_soon_threadsafe(self._publish, call, payload)
 
     def _publish(self, call: _Call, payload: Payload) -> None:
+        if isinstance(payload, CallAnalyticsCardNumberSpoken) and call.clock_zero is not None:
+            started = call.clock_zero + timedelta(seconds=payload.at)
+            ended = call.clock_zero + timedelta(seconds=payload.ends_at)
+            payload = payload.model_copy(update={"window_started_at": started, "window_ended_at": ended})
+            if self.on_card_spoken is not None:  # the recording's PCI mask silences it
+                self.on_card_spoken(call.call_id, started, ended)
         self.publish(Event.of(payload, call_id=call.call_id, agent_id=call.agent_id, queue=call.queue))

@@ -47,6 +47,7 @@ class CallTap:
     legs: list[TapLeg] = field(default_factory=list)
     channels: set[str] = field(default_factory=set)  # every channel this tap created (or is creating)
     claim: Callable[[str], None] | None = None  # told each channel id before the PBX is asked to create it
+    closed: list[StreamStats] = field(default_factory=list)  # counters of legs already torn down
 
     async def start(self, channels: dict[Direction, str]) -> list[TapLeg]:
         """Tap each ``direction -> channel id``; a leg that fails is logged and skipped, never fatal."""
@@ -108,8 +109,15 @@ class CallTap:
                 log.debug("tap %s: bridge %s: %s", self.call_id, leg.bridge_id, exc)
         return stats
 
+    async def stop_direction(self, direction: Direction) -> None:
+        """Untap one direction (its party left the call, e.g. an agent released by a transfer)."""
+        leaving = [leg for leg in self.legs if leg.direction == direction]
+        self.legs = [leg for leg in self.legs if leg.direction != direction]
+        stats = await asyncio.gather(*(self._stop_leg(leg) for leg in leaving))
+        self.closed += [s for s in stats if s is not None]
+
     async def stop(self) -> list[StreamStats]:
-        """Tear every leg down; returns the receiver's counters of each (frames, drops, losses)."""
+        """Tear every leg down; returns the receiver's counters of every leg the call had (frames, drops, losses)."""
         stats = await asyncio.gather(*(self._stop_leg(leg) for leg in self.legs))
         self.legs = []
-        return [s for s in stats if s is not None]
+        return self.closed + [s for s in stats if s is not None]

@@ -76,6 +76,17 @@ class CallVad:
     overtalk_seconds: float = 0.0
     interruptions: dict[str, int] = field(default_factory=lambda: {"agent": 0, "customer": 0})
     now: float = 0.0
+    held: bool = False
+    silent: bool = True  # nobody talking since silence_start
+
+    def hold(self, held: bool) -> None:
+        """A transfer puts the caller on hold: no silence events, and the hold is no silence of its own.
+
+        A silence already running when the hold begins still counts, up to then.
+        """
+        if held and not self.held and self.silent:
+            self._silence_ended(self.now)
+        self.held = held
 
     def step(self, t: float, voiced: dict[str, bool]) -> list[Payload]:
         """Advance to media time ``t`` (start of this 20 ms frame) with each direction's decision."""
@@ -101,15 +112,19 @@ class CallVad:
         both = all(d.talking for d in self.dirs.values())
         end = t + FRAME_S
         if anyone:
-            if self.silence_start < t:
-                gap = t - self.silence_start
-                self.longest_silence = max(self.longest_silence, gap)
+            if self.silent:
+                self._silence_ended(t)
+                self.silent = False
             self.silence_start = max(d.last_voiced for d in self.dirs.values())
             self.silence_reported = False
-        elif not self.silence_reported and end - self.silence_start >= s.silence_event_s:
-            self.silence_reported = True
-            events.append(CallAnalyticsSilence(started_at=round(self.silence_start, 2),
-                                               seconds=round(end - self.silence_start, 2)))
+        else:
+            self.silent = True
+            if self.held:  # the caller waits for a transfer: that is no silence of the conversation
+                self.silence_start = end
+            elif not self.silence_reported and end - self.silence_start >= s.silence_event_s:
+                self.silence_reported = True
+                events.append(CallAnalyticsSilence(started_at=round(self.silence_start, 2),
+                                                   seconds=round(end - self.silence_start, 2)))
         if both:
             if self.overtalk_start is None:
                 self.overtalk_start = t
@@ -126,19 +141,26 @@ class CallVad:
         self.now = end
         return events
 
+    def _silence_ended(self, t: float) -> None:
+        gap = max(0.0, t - self.silence_start)
+        self.longest_silence = max(self.longest_silence, gap)
+        self.silence_seconds += gap
+
     def close(self) -> None:
         """Close open spurts and the trailing silence at the end of the call."""
         for d in self.dirs.values():
             if d.talking:
                 d.talking = False
                 d.talk_seconds += d.last_voiced - d.spurt_start
-        self.longest_silence = max(self.longest_silence, self.now - self.silence_start)
+        if self.silent and not self.held:
+            self._silence_ended(self.now)
 
     def summary(self) -> dict[str, float | int]:
         return {
             "agent_talk_s": round(self.dirs["agent"].talk_seconds, 3),
             "customer_talk_s": round(self.dirs["customer"].talk_seconds, 3),
             "overtalk_s": round(self.overtalk_seconds, 3),
+            "silence_s": round(self.silence_seconds, 3),
             "longest_silence_s": round(self.longest_silence, 3),
             "agent_interruptions": self.interruptions["agent"],
             "customer_interruptions": self.interruptions["customer"],

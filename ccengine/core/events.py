@@ -429,9 +429,12 @@ class CallAnalyticsCardNumberSpoken(Payload):
     TYPE = "call.analytics.card_number_spoken"
     direction: Direction
     at: float
-    ends_at: float  # with ``at``: the window a PCI mask silences (widen it: the tap starts just after the recording)
+    ends_at: float  # with ``at``: offsets in the tap's media time
     digits_count: int
     last4: str = Field(default="", pattern=r"^([0-9]{4})?$")
+    # the same span on the wall clock: the window the recording's PCI mask silences (widened there by a guard)
+    window_started_at: datetime | None = None
+    window_ended_at: datetime | None = None
 
 
 class CallAnalyticsDisclosureMissing(Payload):
@@ -466,6 +469,7 @@ class CallAnalyticsSummary(Payload):
     concealed_packets: int
     disclosures_missing: list[str] = Field(default_factory=list)
     utterances_skipped: int = 0
+    silence_s: float = 0.0  # nobody talking (a transfer's hold excluded)
 
 
 PAYLOADS: dict[str, type[Payload]] = {

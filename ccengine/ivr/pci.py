@@ -20,6 +20,7 @@ from ..store.schema import EventRow
 
 GUARD = timedelta(milliseconds=250)  # DTMF tones start before the digit event and outlast it
 IVR_MASK_REASON = "ivr secure input"
+SPOKEN_CARD_REASON = "spoken card number"  # heard by the audio tap (call.analytics.card_number_spoken)
 
 
 @dataclass
@@ -55,9 +56,18 @@ def mask_windows(recording_started: datetime, recording_ended: datetime | None,
 
 
 def secure_windows(db: Engine, call_id: str) -> list[SecureWindow]:
-    """The IVR secure-input windows the store holds for a call (read back after an engine restart)."""
+    """The windows the store holds for a call (read back after an engine restart): IVR secure input
+    and card numbers the audio tap heard spoken."""
     with Session(db) as session:
-        rows = session.scalars(select(EventRow.data).where(EventRow.call_id == call_id,
-                                                           EventRow.type == "call.secure_input"))
-        return [SecureWindow(IVR_MASK_REASON, datetime.fromisoformat(d["started_at"]),
-                             datetime.fromisoformat(d["ended_at"])) for d in rows]
+        rows = session.execute(select(EventRow.type, EventRow.data).where(
+            EventRow.call_id == call_id,
+            EventRow.type.in_(("call.secure_input", "call.analytics.card_number_spoken"))).order_by(EventRow.seq))
+        out = []
+        for kind, d in rows:
+            if kind == "call.secure_input":
+                out.append(SecureWindow(IVR_MASK_REASON, datetime.fromisoformat(d["started_at"]),
+                                        datetime.fromisoformat(d["ended_at"])))
+            elif d.get("window_started_at") and d.get("window_ended_at"):
+                out.append(SecureWindow(SPOKEN_CARD_REASON, datetime.fromisoformat(d["window_started_at"]),
+                                        datetime.fromisoformat(d["window_ended_at"])))
+        return out

@@ -11,22 +11,27 @@ from __future__ import annotations
 
 import asyncio
 import io
+import ssl
 import wave
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
+import aiohttp
 import numpy as np
 import pytest
 import yaml
 from sqlalchemy import text
 
+from ccengine.api.security import LoginPolicy
+from ccengine.api.users import UserStore
 from ccengine.config import load_settings
 from ccengine.lab.traffic import Customer
 from ccengine.recording.vault import Vault
 from tests.unit.test_audio_analysers import ANGRY, CALM, RATE, Pcm, say, silence
 
 from .conftest import pbx_channels
+from .test_api_supervision import eventually
 
 pytestmark = pytest.mark.lab
 
@@ -208,6 +213,19 @@ async def test_scripted_calls_give_talk_time_silence_agitation_disclosure_and_ca
     # after "My card number is" (over 1 s of speech), so opening within 0.8 s still covers every digit
     [(start, seconds)] = [(t, d) for who, t, d in card.turns if who == "customer"]
     assert spoken["at"] <= start + 0.8 and spoken["ends_at"] >= start + seconds - 1.0, (spoken, start, seconds)
+    # ... and the recording is silenced over it (a PCI mask window), the rest of the call kept
+    await engine.wait_for(lambda: engine.count_events("call.recording_sealed") >= len(scripts), 30, "sealed recordings")
+    [sealed] = [e.data for e in engine.events("call.recording_sealed") if e.call_id == ids["5558104"]]
+    exported = io.BytesIO()
+    Vault(engine.settings.recording.vault_dir, create=False).export(sealed["recording_id"], exported)
+    exported.seek(0)
+    with wave.open(exported, "rb") as wav:
+        rate = wav.getframerate()
+        stereo = np.frombuffer(wav.readframes(wav.getnframes()), dtype="<i2").reshape(-1, 2)
+    digits = stereo[int((start + 1.5) * rate):int((start + seconds - 0.5) * rate)]  # after "my card number is"
+    assert not digits.any(), rms_db(digits[:, 0])
+    [(greeting, length)] = [(t, d) for who, t, d in card.turns if who == "agent"][:1]
+    assert rms_db(stereo[int(greeting * rate):int((greeting + length) * rate), 1]) > -40  # the agent still heard
     needles = [CARD, "4111 1111", "4111-1111"]
     with engine.db.connect() as conn:
         tables = [r[0] for r in conn.execute(text("SELECT name FROM sqlite_master WHERE type='table'"))]
@@ -306,3 +324,52 @@ async def test_engine_killed_mid_tap_restart_clears_tap_channels_and_the_call_go
     assert abs(stopped.data["duration_seconds"] - ended.data["talk_seconds"]) < 1.5
     channels = await pbx_channels(lab)
     assert channels == [], [c.get("name") for c in channels]  # the orphaned taps were hung up at resync
+
+
+async def test_the_tap_follows_a_transfer_to_the_new_agents_leg(engine_factory, peer, lab):  # type: ignore[no-untyped-def]
+    engine = engine_factory(agents=2)
+    with_analytics(engine, "codec: slin\ndefault: {analysers: [vad]}\n")
+    engine.start()
+    users = UserStore(engine.db, LoginPolicy(5, 60.0))
+    users.add("floor", "supervisor")
+    token = users.create_token("floor")
+    base = f"https://127.0.0.1:{engine.settings.http_port}/api/v1"
+    trust = ssl.create_default_context(cafile=str(Path(engine.settings.paths.state_dir) / "tls" / "api.crt"))
+    # Both softphones play this track when they answer: agent 1 until the transfer releases them (in its
+    # trailing quiet), agent 2 to its end, when they hang up. The customer speaks once, to agent 1.
+    script = (Script()
+              .say("agent", "Good morning, this is the card services desk. How can I help you today?")
+              .say("customer", "Hello. I would like to check the balance of my savings account."))
+    script.agent.append(silence(4.0))
+    line = script.talk["agent"]
+    await place(peer, script, engine.workdir / "scripts", "5558401")
+    await engine.wait_for(lambda: engine.count_events("call.bridged") == 1, 40, "the first agent on the call")
+    [call] = engine.calls()
+    await asyncio.sleep(script.t + 0.5)  # both have spoken; agent 1 is in the quiet at the end of the track
+    target = "agent2" if call.agent_id == "agent1" else "agent1"
+    async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {token}"}) as http, \
+            http.post(f"{base}/calls/{call.id}/transfer", json={"kind": "agent", "target": target},
+                      ssl=trust) as resp:
+        assert resp.status == 202, await resp.text()
+    await engine.wait_for(lambda: engine.count_events("call.bridged") == 2, 40, "the second agent on the call")
+    second = engine.events("call.bridged")[-1].data["agent_channel_id"]
+
+    async def snooped() -> list[str]:
+        return [str(c["name"]) for c in await pbx_channels(lab) if str(c.get("name", "")).startswith("Snoop/")]
+
+    # the new agent's leg is tapped again (Asterisk names a snoop channel after the channel it spies on)
+    await eventually(lambda: _has_snoop_on(snooped, second), 10, "a snoop on the new agent's leg")
+    await engine.wait_for(summaries_for(engine, 1), 60, "the call's analytics summary")
+
+    [ended] = engine.calls()
+    assert ended.agent_id == target and ended.disposition == "completed"
+    [summary] = [e.data for e in engine.events("call.analytics.summary")]
+    assert sorted(summary["directions"]) == ["agent", "customer"] and summary["dropped_frames"] == 0, summary
+    # both agents said their line, and both count: the first before the transfer, the second after it
+    assert abs(summary["agent_talk_s"] - 2 * line) / (2 * line) < 0.05, (summary, line)
+    assert abs(summary["customer_talk_s"] - script.talk["customer"]) / script.talk["customer"] < 0.05, summary
+    assert not await snooped()
+
+
+async def _has_snoop_on(snooped, channel_id: str) -> bool:  # type: ignore[no-untyped-def]
+    return any(name.startswith(f"Snoop/{channel_id}-") for name in await snooped())

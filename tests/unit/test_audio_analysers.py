@@ -90,6 +90,9 @@ def test_talk_time_per_direction_and_planned_silence() -> None:
     planned = silences[0] - 0.6  # the silence begins when the last word ends, before the inter-turn gap
     assert abs(found[0].started_at - planned) <= 1.0
     assert summary["longest_silence_s"] >= 8.0
+    # nobody talking: the planned silence and the gaps between turns (the turns never overlap here)
+    quiet = len(agent) / RATE - sum(talk.values())
+    assert abs(float(summary["silence_s"]) - quiet) / quiet < 0.05, (summary, quiet)
 
 
 def test_no_silence_event_without_a_long_pause() -> None:

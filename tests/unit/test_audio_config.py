@@ -28,6 +28,24 @@ def test_bad_analyser_and_threshold_are_located(tmp_path: Path) -> None:
     text = str(caught.value)
     assert f"{path}:2:" in text and "mode" in text
     assert f"{path}:5:22: queues.sales.analysers[1]" in text
+    path.write_text("default: {analysers: [vad, diarization]}\n")  # post-call only: no live analyser of that name
+    with pytest.raises(ConfigError, match=r"default\.analysers\[1\]"):
+        load_analytics(path)
+
+
+def test_asr_backend_and_model_directory_are_checked_where_written(tmp_path: Path) -> None:
+    path = tmp_path / "analytics.yaml"
+    path.write_text("asr:\n  backend: sitemodels.nosuch:Recogniser\n  model_dir: /nonexistent/model\n")
+    with pytest.raises(ConfigError) as caught:
+        load_analytics(path)
+    text = str(caught.value)
+    assert f"{path}:2:" in text and "asr.backend" in text and "'sitemodels.nosuch' is not installed" in text
+    assert f"{path}:3:" in text and "asr.model_dir" in text
+    path.write_text("asr: {backend: no colon here}\n")
+    with pytest.raises(ConfigError, match=r"asr\.backend"):
+        load_analytics(path)
+    path.write_text(f"asr: {{backend: 'ccengine.audio.keywords:PocketsphinxBackend', model_dir: '{tmp_path}'}}\n")
+    assert load_analytics(path).asr.model_dir == tmp_path
 
 
 def test_queue_naming_an_unknown_phrase_is_refused(tmp_path: Path) -> None:

@@ -76,3 +76,44 @@ def test_a_direction_that_stops_sending_does_not_stall_the_other() -> None:
     assert summary is not None
     truth = len(a) / RATE - 2.5
     assert abs(float(summary["agent_talk_s"]) - truth) / truth < 0.05, (summary, truth)
+
+
+def test_a_transferred_agent_direction_continues_on_the_call_clock() -> None:
+    """Agent 1 speaks, a transfer holds the caller 8 s, agent 2's stream starts again at frame 0 and speaks.
+
+    Both agents' speech counts, on the customer's clock; the hold raises no silence event and is no
+    silence of the conversation.
+    """
+    line = say("Good morning, thank you for calling. How can I help you today?")
+    first = np.concatenate([silence(1.0), line, silence(1.0)])
+    hold = 8.0
+    second = np.concatenate([silence(0.5), line, silence(1.0)])
+    events: list[Payload] = []
+    pipe = Pipeline(lambda call, ev, f: events.append(ev), vad_settings=VadSettings(silence_event_s=5.0))
+    pipe.add("a", "c", "agent")
+    pipe.add("c", "c", "customer")
+    customer_frames = (len(first) + len(second)) // 160 + int(hold / 0.02)
+    held_from, held_to = len(first) // 160, len(first) // 160 + int(hold / 0.02)
+    quiet = np.zeros(160, dtype=np.int16)
+    for i in range(customer_frames):
+        frames = [Frame("c", i, RATE, quiet, 0.0)]
+        if i < held_from:
+            frames.append(Frame("a", i, RATE, first[i * 160:(i + 1) * 160], 0.0))
+        elif i == held_from:
+            pipe.hold("c", True)  # agent 1 released; their stream sends nothing more
+        if i == held_to:
+            assert pipe.restart("a")  # agent 2 bridged: the same stream, counting from 0 again
+            pipe.hold("c", False)
+        if i >= held_to:
+            j = i - held_to
+            frames.append(Frame("a", j, RATE, second[j * 160:(j + 1) * 160], 0.0))
+        pipe.process(frames)
+    assert not pipe.restart("nothing")
+    summary = pipe.remove_call("c")
+    assert summary is not None
+    truth = 2 * len(line) / RATE
+    assert abs(float(summary["agent_talk_s"]) - truth) / truth < 0.05, (summary, truth)
+    assert not [e for e in events if isinstance(e, CallAnalyticsSilence)], events
+    conversation = (len(first) + len(second)) / RATE
+    assert float(summary["silence_s"]) < conversation - truth + 0.5, summary  # the hold is not in it
+    assert float(summary["longest_silence_s"]) < 2.0, summary
