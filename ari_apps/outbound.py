@@ -32,7 +32,7 @@ from typing import Any
 from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session
 
-from ari_apps.seats import FixedSeats, Seats
+from ari_apps.seats import FixedSeats, NoLine, Seats
 from ccengine.config import Settings
 from ccengine.dialer.abandonment import AmdVerdict, LiveAnswer, abandonment_rate
 from ccengine.dialer.campaign import (
@@ -106,6 +106,7 @@ class Dial:
     amd_cause: str = ""
     agent: str | None = None
     agent_channel: str | None = None
+    line: bool = False  # the agent channel is the agent's persistent line: put back on hold, never hung up
     agent_answered: asyncio.Future[None] | None = None
     bridge: str | None = None
     recording: str | None = None
@@ -503,7 +504,18 @@ class OutboundRunner:
         self._spawn(self._abandon(call, decided=True), f"abandon-{call.id}")
 
     async def _ring_agent(self, call: Dial, agent: str) -> bool:
-        """Ring the agent's phone into the application; True once it answered."""
+        """Ring the agent's phone into the application (or take their persistent line); True once
+        the agent is on the line."""
+        try:
+            line = self.seats.line(agent, call.id)
+        except NoLine as exc:
+            log.warning("attempt %s: %s; agent skipped", call.id, exc)
+            if call.agent == agent:
+                call.agent = None
+                self.seats.release(agent, call.id)
+            return False
+        if line is not None:
+            return await self._take_line(call, agent, line)
         channel_id = str(uuid.uuid4())
         call.agent_channel = channel_id
         call.agent_answered = asyncio.get_running_loop().create_future()
@@ -526,6 +538,28 @@ class OutboundRunner:
             self.seats.answered(agent, call.id)
         return True
 
+    async def _take_line(self, call: Dial, agent: str, line: str) -> bool:
+        """The agent's phone is already connected: no INVITE, the line joins the customer's bridge."""
+        call.agent_channel, call.line = line, True
+        call.agent_answered = asyncio.get_running_loop().create_future()
+        call.agent_answered.set_result(None)
+        self.by_channel[line] = call
+        try:
+            await self.pbx.watch([line], [])  # the line belongs to the engine's app: see it hang up
+        except PbxError as exc:
+            log.warning("attempt %s: line of agent %s not usable (%s)", call.id, agent, exc)
+            self.by_channel.pop(line, None)
+            call.agent_channel, call.line = None, False
+            with contextlib.suppress(PbxError):
+                await self.seats.hold_line(line)
+            if call.agent == agent:
+                call.agent = None
+                self.seats.release(agent, call.id)
+            return False
+        if call.agent == agent:
+            self.seats.answered(agent, call.id)
+        return True
+
     async def _connect(self, call: Dial, agent: str) -> None:
         answered = call.agent_answered is not None and call.agent_answered.done() \
             and not call.agent_answered.cancelled() and call.agent_answered.exception() is None
@@ -543,6 +577,8 @@ class OutboundRunner:
         except PbxError as exc:
             await self._finish(call, Outcome.FAILED, f"bridge: {exc}")
             return
+        if call.line:
+            self.seats.zip_tone(channel_id)
         if call.finished or call.state != "connecting":
             return
         connected_at = _now()
@@ -600,8 +636,11 @@ class OutboundRunner:
         if call.agent_channel:
             self.by_channel.pop(call.agent_channel, None)
             with contextlib.suppress(PbxError):
-                await self.pbx.hangup(call.agent_channel)
-            call.agent_channel = None
+                if call.line:
+                    await self.seats.hold_line(call.agent_channel)
+                else:
+                    await self.pbx.hangup(call.agent_channel)
+            call.agent_channel, call.line = None, False
         if call.agent_answered is not None and not call.agent_answered.done():
             call.agent_answered.cancel()
         agent, call.agent = call.agent, None
