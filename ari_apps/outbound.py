@@ -206,10 +206,26 @@ class OutboundRunner:
                 if row.status == "closed":
                     self.closed.add(row.id)
             prior = load_history(session, self.campaign.name, {c.phone for c in self.contacts.values()})
+            earlier = load_answers(session, self.campaign.name, self._window_start())
+        self._seed_answers(earlier)
         for row_id, contact in self.contacts.items():
             if contact.phone in prior:
                 self.history[row_id] = list(prior[contact.phone])
         self._refresh_control()
+
+    def _window_start(self) -> float:
+        """Start (epoch seconds) of the regulator window the campaign is in now."""
+        period = self.definition.period_s
+        return (time.time() // period) * period
+
+    def _seed_answers(self, earlier: list[LiveAnswer]) -> None:
+        """Earlier runs' answers in this window count here too, for the display and the controller:
+        a campaign stopped and started again the same day is still one campaign to the regulator."""
+        self.answers = earlier + self.answers
+        offset = time.monotonic() - time.time()
+        for answer in earlier:
+            if self.definition.counts_as_live(answer):
+                self.strategy.on_live_answer(answer.answer_ts + offset, self.definition.is_abandoned(answer))
 
     def _refresh_control(self) -> None:
         """Poll the campaign row (pause/resume/stop) and the internal DNC table."""
@@ -778,8 +794,7 @@ class OutboundRunner:
         elapsed = max(time.monotonic() - p.started, 1e-6)
         p.occupancy = self.seats.occupancy(elapsed)
         p.calls_per_agent_hour = p.dialed / (elapsed / 3600.0) / self.seats.size()
-        period = self.definition.period_s
-        window_start = (time.time() // period) * period
+        window_start = self._window_start()
         p.abandon_rate = abandonment_rate([a for a in self.answers if a.answer_ts >= window_start],
                                           self.definition).rate
 
@@ -803,6 +818,23 @@ def load_history(session: Session, name: str, phones: set[str]) -> dict[str, lis
         at = dialed_at if dialed_at.tzinfo else dialed_at.replace(tzinfo=UTC)
         history.setdefault(phone, []).append(Attempt(at, Outcome(outcome) if outcome else Outcome.FAILED))
     return history
+
+
+def load_answers(session: Session, name: str, since_ts: float) -> list[LiveAnswer]:
+    """Stored live answers of every run of campaign ``name`` since ``since_ts``, oldest first."""
+    def ts(value: datetime | None) -> float | None:
+        if value is None:
+            return None
+        return (value if value.tzinfo else value.replace(tzinfo=UTC)).timestamp()  # SQLite gives naive UTC
+
+    since = datetime.fromtimestamp(since_ts, UTC)
+    query = (select(LiveAnswerRow, CampaignRow.name).join(CampaignRow, CampaignRow.id == LiveAnswerRow.campaign_id)
+             .where(CampaignRow.name == name, LiveAnswerRow.answer_ts >= since)
+             .order_by(LiveAnswerRow.answer_ts))
+    return [LiveAnswer(ts(row.answer_ts) or 0.0, ts(row.greeting_end_ts), ts(row.agent_connect_ts),
+                       row.message_played, AmdVerdict(row.amd_verdict) if row.amd_verdict else None,
+                       row.attempt_id, campaign)
+            for row, campaign in session.execute(query)]
 
 
 def open_campaign(db: Engine, campaign: Campaign, source: Path, contacts: list[Contact]) -> str:
