@@ -131,14 +131,14 @@ class Progress:
     pending: int = 0
     occupancy: float = 0.0
     calls_per_agent_hour: float = 0.0
-    abandon_rate: float = 0.0
+    abandon_rate: float = 0.0  # in the regulator window now, every run of the campaign counted
     state: str = "running"
 
     def line(self, definition: str) -> str:
         elapsed = time.monotonic() - self.started
         return (f"{elapsed:6.1f}s {self.state:9} dialed {self.dialed:4}  in flight {self.in_flight:3}  "
                 f"answered {self.answered:4}  machine {self.machine:3}  connected {self.connected:4}  "
-                f"abandoned {self.abandoned:3} ({self.abandon_rate:.1%} {definition})  "
+                f"abandoned {self.abandoned:3} ({definition} window {self.abandon_rate:.1%})  "
                 f"occupancy {self.occupancy:.0%}  calls/agent-h {self.calls_per_agent_hour:.0f}  "
                 f"pending {self.pending}")
 

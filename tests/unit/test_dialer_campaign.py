@@ -312,6 +312,7 @@ def test_a_restarted_campaign_counts_the_windows_earlier_abandons(tmp_path: Path
     db.dispose()
     assert sorted(a.call_id for a in runner.answers) == [f"a{n}" for n in range(10)]
     assert runner.progress.abandon_rate == pytest.approx(3 / 10)
+    assert "abandoned   0 (ofcom-24h window 30.0%)" in runner.progress.line("ofcom-24h")  # this run: none yet
     assert isinstance(runner.strategy, Predictive)
     assert runner.strategy.controller.tracker.total == 10
     assert runner.strategy.controller.tracker.recent_abandoned == 3
