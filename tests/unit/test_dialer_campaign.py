@@ -316,3 +316,17 @@ def test_a_restarted_campaign_counts_the_windows_earlier_abandons(tmp_path: Path
     assert isinstance(runner.strategy, Predictive)
     assert runner.strategy.controller.tracker.total == 10
     assert runner.strategy.controller.tracker.recent_abandoned == 3
+
+    # and `campaign status` reports the regulator's windows over every run
+    from click.testing import CliRunner
+
+    from ccengine.cli.main import main
+
+    config = tmp_path / "engine.yaml"
+    config.write_text(f"pbx: {{ami: {{username: u, secret: s}}, ari: {{username: u, password: p}}}}\n"
+                      f"database: {{url: '{url}'}}\n")
+    status = CliRunner().invoke(main, ["-c", str(config), "campaign", "status", "mine"])
+    assert status.exit_code == 0, status.output
+    day = datetime.fromtimestamp(window, UTC).date()
+    assert (f"ofcom-24h windows, every run of mine: {day - timedelta(days=1)} 100.00% (1/1) OVER CAP, "
+            f"{day} 30.00% (3/10) OVER CAP") in status.output, status.output
