@@ -32,7 +32,7 @@ from typing import Any
 from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session
 
-from ari_apps.seats import FixedSeats, Seats
+from ari_apps.seats import FixedSeats, NoLine, Seats
 from ccengine.config import Settings
 from ccengine.dialer.abandonment import AmdVerdict, LiveAnswer, abandonment_rate
 from ccengine.dialer.campaign import (
@@ -106,6 +106,7 @@ class Dial:
     amd_cause: str = ""
     agent: str | None = None
     agent_channel: str | None = None
+    line: bool = False  # the agent channel is the agent's persistent line: put back on hold, never hung up
     agent_answered: asyncio.Future[None] | None = None
     bridge: str | None = None
     recording: str | None = None
@@ -130,14 +131,14 @@ class Progress:
     pending: int = 0
     occupancy: float = 0.0
     calls_per_agent_hour: float = 0.0
-    abandon_rate: float = 0.0
+    abandon_rate: float = 0.0  # in the regulator window now, every run of the campaign counted
     state: str = "running"
 
     def line(self, definition: str) -> str:
         elapsed = time.monotonic() - self.started
         return (f"{elapsed:6.1f}s {self.state:9} dialed {self.dialed:4}  in flight {self.in_flight:3}  "
                 f"answered {self.answered:4}  machine {self.machine:3}  connected {self.connected:4}  "
-                f"abandoned {self.abandoned:3} ({self.abandon_rate:.1%} {definition})  "
+                f"abandoned {self.abandoned:3} ({definition} window {self.abandon_rate:.1%})  "
                 f"occupancy {self.occupancy:.0%}  calls/agent-h {self.calls_per_agent_hour:.0f}  "
                 f"pending {self.pending}")
 
@@ -205,10 +206,26 @@ class OutboundRunner:
                 if row.status == "closed":
                     self.closed.add(row.id)
             prior = load_history(session, self.campaign.name, {c.phone for c in self.contacts.values()})
+            earlier = load_answers(session, self.campaign.name, self._window_start())
+        self._seed_answers(earlier)
         for row_id, contact in self.contacts.items():
             if contact.phone in prior:
                 self.history[row_id] = list(prior[contact.phone])
         self._refresh_control()
+
+    def _window_start(self) -> float:
+        """Start (epoch seconds) of the regulator window the campaign is in now."""
+        period = self.definition.period_s
+        return (time.time() // period) * period
+
+    def _seed_answers(self, earlier: list[LiveAnswer]) -> None:
+        """Earlier runs' answers in this window count here too, for the display and the controller:
+        a campaign stopped and started again the same day is still one campaign to the regulator."""
+        self.answers = earlier + self.answers
+        offset = time.monotonic() - time.time()
+        for answer in earlier:
+            if self.definition.counts_as_live(answer):
+                self.strategy.on_live_answer(answer.answer_ts + offset, self.definition.is_abandoned(answer))
 
     def _refresh_control(self) -> None:
         """Poll the campaign row (pause/resume/stop) and the internal DNC table."""
@@ -503,7 +520,18 @@ class OutboundRunner:
         self._spawn(self._abandon(call, decided=True), f"abandon-{call.id}")
 
     async def _ring_agent(self, call: Dial, agent: str) -> bool:
-        """Ring the agent's phone into the application; True once it answered."""
+        """Ring the agent's phone into the application (or take their persistent line); True once
+        the agent is on the line."""
+        try:
+            line = self.seats.line(agent, call.id)
+        except NoLine as exc:
+            log.warning("attempt %s: %s; agent skipped", call.id, exc)
+            if call.agent == agent:
+                call.agent = None
+                self.seats.release(agent, call.id)
+            return False
+        if line is not None:
+            return await self._take_line(call, agent, line)
         channel_id = str(uuid.uuid4())
         call.agent_channel = channel_id
         call.agent_answered = asyncio.get_running_loop().create_future()
@@ -526,6 +554,28 @@ class OutboundRunner:
             self.seats.answered(agent, call.id)
         return True
 
+    async def _take_line(self, call: Dial, agent: str, line: str) -> bool:
+        """The agent's phone is already connected: no INVITE, the line joins the customer's bridge."""
+        call.agent_channel, call.line = line, True
+        call.agent_answered = asyncio.get_running_loop().create_future()
+        call.agent_answered.set_result(None)
+        self.by_channel[line] = call
+        try:
+            await self.pbx.watch([line], [])  # the line belongs to the engine's app: see it hang up
+        except PbxError as exc:
+            log.warning("attempt %s: line of agent %s not usable (%s)", call.id, agent, exc)
+            self.by_channel.pop(line, None)
+            call.agent_channel, call.line = None, False
+            with contextlib.suppress(PbxError):
+                await self.seats.hold_line(line)
+            if call.agent == agent:
+                call.agent = None
+                self.seats.release(agent, call.id)
+            return False
+        if call.agent == agent:
+            self.seats.answered(agent, call.id)
+        return True
+
     async def _connect(self, call: Dial, agent: str) -> None:
         answered = call.agent_answered is not None and call.agent_answered.done() \
             and not call.agent_answered.cancelled() and call.agent_answered.exception() is None
@@ -543,6 +593,8 @@ class OutboundRunner:
         except PbxError as exc:
             await self._finish(call, Outcome.FAILED, f"bridge: {exc}")
             return
+        if call.line:
+            self.seats.zip_tone(channel_id)
         if call.finished or call.state != "connecting":
             return
         connected_at = _now()
@@ -600,8 +652,11 @@ class OutboundRunner:
         if call.agent_channel:
             self.by_channel.pop(call.agent_channel, None)
             with contextlib.suppress(PbxError):
-                await self.pbx.hangup(call.agent_channel)
-            call.agent_channel = None
+                if call.line:
+                    await self.seats.hold_line(call.agent_channel)
+                else:
+                    await self.pbx.hangup(call.agent_channel)
+            call.agent_channel, call.line = None, False
         if call.agent_answered is not None and not call.agent_answered.done():
             call.agent_answered.cancel()
         agent, call.agent = call.agent, None
@@ -739,8 +794,7 @@ class OutboundRunner:
         elapsed = max(time.monotonic() - p.started, 1e-6)
         p.occupancy = self.seats.occupancy(elapsed)
         p.calls_per_agent_hour = p.dialed / (elapsed / 3600.0) / self.seats.size()
-        period = self.definition.period_s
-        window_start = (time.time() // period) * period
+        window_start = self._window_start()
         p.abandon_rate = abandonment_rate([a for a in self.answers if a.answer_ts >= window_start],
                                           self.definition).rate
 
@@ -764,6 +818,23 @@ def load_history(session: Session, name: str, phones: set[str]) -> dict[str, lis
         at = dialed_at if dialed_at.tzinfo else dialed_at.replace(tzinfo=UTC)
         history.setdefault(phone, []).append(Attempt(at, Outcome(outcome) if outcome else Outcome.FAILED))
     return history
+
+
+def load_answers(session: Session, name: str, since_ts: float) -> list[LiveAnswer]:
+    """Stored live answers of every run of campaign ``name`` since ``since_ts``, oldest first."""
+    def ts(value: datetime | None) -> float | None:
+        if value is None:
+            return None
+        return (value if value.tzinfo else value.replace(tzinfo=UTC)).timestamp()  # SQLite gives naive UTC
+
+    since = datetime.fromtimestamp(since_ts, UTC)
+    query = (select(LiveAnswerRow, CampaignRow.name).join(CampaignRow, CampaignRow.id == LiveAnswerRow.campaign_id)
+             .where(CampaignRow.name == name, LiveAnswerRow.answer_ts >= since)
+             .order_by(LiveAnswerRow.answer_ts))
+    return [LiveAnswer(ts(row.answer_ts) or 0.0, ts(row.greeting_end_ts), ts(row.agent_connect_ts),
+                       row.message_played, AmdVerdict(row.amd_verdict) if row.amd_verdict else None,
+                       row.attempt_id, campaign)
+            for row, campaign in session.execute(query)]
 
 
 def open_campaign(db: Engine, campaign: Campaign, source: Path, contacts: list[Contact]) -> str:

@@ -6,6 +6,10 @@ keeps those agents' states itself (a standalone campaign owns its agents);
 :class:`AcdSeats` routes every request through the ACD's router as a contact of
 the campaign's queue, so inbound and outbound share agents and one agent is
 never held by two calls. Either way pacing only sees counts and ages.
+
+An ACD agent on a persistent line (``connection: persistent``) already has a
+call open to their phone: a campaign call reaches them over that line
+(:meth:`Seats.line`), never through a second INVITE.
 """
 
 from __future__ import annotations
@@ -37,6 +41,19 @@ class Counts:
     free_now: int  # agents that could be reserved right now
 
 
+class NoLine(Exception):
+    """The agent works on a persistent line that cannot carry this call: skip the agent (ringing
+    their phone would send a second INVITE to a phone already on the line)."""
+
+
+class LinePool(Protocol):
+    """The engine's persistent agent lines (``ari_apps.lines.AgentLines``)."""
+
+    def take(self, agent_id: str, call_id: str) -> str | None: ...
+    def zip_tone(self, channel_id: str) -> None: ...
+    async def hold(self, channel_id: str) -> None: ...
+
+
 class Seats(Protocol):
     on_offer: OnOffer
     shared: bool  # other work (inbound calls) competes for these agents
@@ -51,6 +68,12 @@ class Seats(Protocol):
     def ended(self, agent_id: str, call_id: str) -> float: ...
     def occupancy(self, elapsed: float) -> float: ...
     def size(self) -> int: ...
+    def line(self, agent_id: str, call_id: str) -> str | None:
+        """The agent's persistent line, now carrying ``call_id`` (None: ring the agent's phone);
+        raises :class:`NoLine` when the agent has a line but it cannot take the call."""
+    def zip_tone(self, line: str) -> None: ...
+    async def hold_line(self, line: str) -> None:
+        """The call on ``line`` is over: the line goes back on hold (it is never hung up)."""
 
 
 @dataclass
@@ -149,6 +172,15 @@ class FixedSeats:
     def size(self) -> int:
         return len(self.agents)
 
+    def line(self, agent_id: str, call_id: str) -> str | None:
+        return None  # a standalone campaign's agents are rung for every call
+
+    def zip_tone(self, line: str) -> None:
+        return None
+
+    async def hold_line(self, line: str) -> None:
+        return None
+
 
 class AcdSeats:
     """Agents of an ACD queue, shared with inbound (blending).
@@ -160,12 +192,13 @@ class AcdSeats:
     turn, after the ACD call that made them returned, and only if still valid.
     """
 
-    def __init__(self, acd: Acd, queue: str, skills: dict[str, int] | None = None):
+    def __init__(self, acd: Acd, queue: str, skills: dict[str, int] | None = None, lines: LinePool | None = None):
         if queue not in acd.config.queues:
             raise ValueError(f"unknown queue {queue!r}; known: {', '.join(sorted(acd.config.queues))}")
         self.acd = acd
         self.queue = queue
         self.skills = skills
+        self.lines = lines
         self.held: dict[str, Reservation] = {}  # call id → its reservation (until answered)
         self.serving: dict[str, str] = {}  # call id → agent that answered it
         self.on_offer: OnOffer = lambda _c, _a: None
@@ -278,3 +311,19 @@ class AcdSeats:
 
     def size(self) -> int:
         return max(sum(1 for a in self.agents() if self.acd.agents[a].state != "logged_out"), 1)
+
+    def line(self, agent_id: str, call_id: str) -> str | None:
+        if not self.acd.persistent(agent_id):
+            return None
+        line = self.lines.take(agent_id, call_id) if self.lines is not None else None
+        if line is None:
+            raise NoLine(f"agent {agent_id} is on a persistent line that is not free")
+        return line
+
+    def zip_tone(self, line: str) -> None:
+        if self.lines is not None:
+            self.lines.zip_tone(line)
+
+    async def hold_line(self, line: str) -> None:
+        if self.lines is not None:
+            await self.lines.hold(line)

@@ -374,7 +374,7 @@ async def run_engine(settings: Settings, stop: asyncio.Event) -> None:
     pid.write_text(f"{os.getpid()}\n")
     from .dialer.host import CampaignHost  # blended campaigns run here, on the engine's ACD
 
-    campaigns = CampaignHost(settings, engine.acd, engine.db)
+    campaigns = CampaignHost(settings, engine.acd, engine.db, engine.app.lines if engine.app is not None else None)
     extra = campaigns.routes()
     if engine.app is not None and settings.payment.enabled:
         extra += payment_routes(engine.app.payments, engine.agent_call, AuditTrail(engine.db))

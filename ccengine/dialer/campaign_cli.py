@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 from ccengine.config import Settings
 from ccengine.yamlconf import ConfigError, ConfigIssue
 
-from .abandonment import AmdVerdict, LiveAnswer, abandonment_rate
+from .abandonment import AmdVerdict, LiveAnswer, abandonment_rate, period_rates
 from .campaign import Campaign, Contact, dnc_key, eligible, load_campaign_inputs, normalize_phone
 from .schema import AttemptRow, CampaignRow, ContactRow, DncRow, LiveAnswerRow
 
@@ -368,6 +368,10 @@ def _print_status(db: Engine, campaign_id: str) -> None:
         answers = [LiveAnswer(_epoch(a.answer_ts) or 0.0, _epoch(a.greeting_end_ts), _epoch(a.agent_connect_ts),
                               a.message_played, AmdVerdict(a.amd_verdict) if a.amd_verdict else None)
                    for a in session.scalars(select(LiveAnswerRow).where(LiveAnswerRow.campaign_id == campaign_id))]
+    from ari_apps.outbound import load_answers
+
+    with Session(db) as session:
+        every_run = load_answers(session, row.name, 0.0)
     definition = campaign_.abandonment.regulator()
     rate = abandonment_rate(answers, definition)
     dialed = sum(outcomes.values())
@@ -379,3 +383,10 @@ def _print_status(db: Engine, campaign_id: str) -> None:
         closed.items(), key=lambda kv: str(kv[0]))) or "none"))
     click.echo(f"  live answers {rate.live}, abandoned {rate.abandoned}: {rate.rate:.2%} under {definition.name} "
                f"(cap {definition.cap:.0%})")
+    # the regulator counts per window, over every run of the campaign (the live display's windows)
+    windows = period_rates(every_run, definition)
+    if windows:
+        shown = list(windows.items())[-5:]
+        click.echo(f"  {definition.name} windows, every run of {row.name}: " + ", ".join(
+            f"{datetime.fromtimestamp(i * definition.period_s, UTC):%Y-%m-%d} {r.rate:.2%} ({r.abandoned}/{r.live})"
+            + (" OVER CAP" if r.rate > definition.cap else "") for i, r in shown))

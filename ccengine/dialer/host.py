@@ -20,7 +20,7 @@ from sqlalchemy import Engine, update
 from sqlalchemy.orm import Session
 
 from ari_apps.outbound import OutboundRunner, Progress, open_campaign
-from ari_apps.seats import AcdSeats
+from ari_apps.seats import AcdSeats, LinePool
 from ccengine.acd.service import Acd
 from ccengine.config import Settings
 from ccengine.yamlconf import ConfigError, ConfigIssue
@@ -79,10 +79,11 @@ def prepare(db: Engine, file: Path) -> tuple[Campaign, list[Contact], set[str], 
 
 
 class CampaignHost:
-    def __init__(self, settings: Settings, acd: Acd, db: Engine):
+    def __init__(self, settings: Settings, acd: Acd, db: Engine, lines: LinePool | None = None):
         self.settings = settings
         self.acd = acd
         self.db = db
+        self.lines = lines  # the engine's persistent agent lines: campaign calls ride them too
         self.hosted: dict[str, Hosted] = {}
 
     async def start(self, file: Path, *, until_idle: bool) -> tuple[str, Hosted]:
@@ -93,7 +94,7 @@ class CampaignHost:
                              "(`ccengine campaign start` without a running engine is fine)")
         if not contacts:
             raise ValueError("no contacts to dial" + (f": {issues[0]}" if issues else ""))
-        seats = AcdSeats(self.acd, campaign.queue, campaign.skills)  # ValueError on an unknown queue
+        seats = AcdSeats(self.acd, campaign.queue, campaign.skills, self.lines)  # ValueError on an unknown queue
         for other in self.hosted.values():
             if other.runner.campaign.name == campaign.name and not other.task.done():
                 raise CampaignConflict(f"campaign {campaign.name} is already running here "

@@ -63,6 +63,7 @@ class CalledParties:
         self.ami = AmiClient("127.0.0.1", settings.peer.ami_port, settings.peer_ami_username,
                              settings.peer_ami_secret, events="user")
         self.numbers: list[str] = []
+        self.caller_ids: dict[str, set[str]] = {}  # number called -> caller IDs it was presented
         self._pump: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> CalledParties:
@@ -83,7 +84,9 @@ class CalledParties:
         while True:
             event = await self.ami.queue.get()
             if event.get("Event") == "UserEvent" and event.get("UserEvent") == "CalledParty":
-                self.numbers.append(str(event.get("Number", "")))
+                number = str(event.get("Number", ""))
+                self.numbers.append(number)
+                self.caller_ids.setdefault(number, set()).add(str(event.get("CallerID", "")))
 
     async def close(self) -> None:
         if self._pump is not None:
@@ -101,11 +104,12 @@ def campaign_cli(config: Path, *args: str, timeout: float = 30) -> subprocess.Co
 
 
 async def run_until_idle(lab: Lab, config: Path, campaign_file: Path, agents: list[str], *, talk_seconds: int,
-                         timeout: float) -> tuple[subprocess.CompletedProcess[str], float, list[str]]:
+                         timeout: float) -> tuple[subprocess.CompletedProcess[str], float, CalledParties]:
     """Run a campaign from the CLI to completion while its agents talk ``talk_seconds`` per call.
 
-    Returns the CLI run (its output also kept in the workdir), its wall time and every number the
-    peer was called on. The CLI runs in a thread: the peer's AMI events must keep flowing meanwhile.
+    Returns the CLI run (its output also kept in the workdir), its wall time and what the peer saw
+    (every number it was called on, with the caller IDs presented). The CLI runs in a thread: the
+    peer's AMI events must keep flowing meanwhile.
     """
     async with PeerDriver(lab.settings) as peer, CalledParties(lab) as called_parties:
         for agent in agents:
@@ -120,4 +124,4 @@ async def run_until_idle(lab: Lab, config: Path, campaign_file: Path, agents: li
                 await peer.set_global(f"AGENT_TALK_{agent}", "")
     (config.parent / "campaign.out").write_text(run.stdout + run.stderr)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-    return run, elapsed, called_parties.numbers
+    return run, elapsed, called_parties

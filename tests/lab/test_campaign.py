@@ -107,7 +107,8 @@ async def test_campaign_runs_to_completion_from_the_cli(workdir, lab):  # type: 
     assert f"eligible now: {eligible_now}" in dry.stdout, dry.stdout
     assert f"not eligible (dnc): {len(dnc)}" in dry.stdout and f"(outside_window): {len(outside)}" in dry.stdout
 
-    run, elapsed, called = await run_until_idle(lab, config, campaign_file, AGENTS, talk_seconds=4, timeout=150)
+    run, elapsed, peer_saw = await run_until_idle(lab, config, campaign_file, AGENTS, talk_seconds=4, timeout=150)
+    called = peer_saw.numbers
     assert "lab-collections: completed" in run.stdout, run.stdout[-2000:]
     assert elapsed < 120, elapsed
 
@@ -137,6 +138,8 @@ async def test_campaign_runs_to_completion_from_the_cli(workdir, lab):  # type: 
     assert dialed == expected
     # (the peer is shared: other tests' calls may show up, so look at this population only)
     assert set(called) & set(kinds) == expected
+    # every call presented the campaign's caller ID
+    assert {p: peer_saw.caller_ids[p] for p in expected} == {p: {"4420700000"} for p in expected}
 
     by_kind: dict[str, Counter[str]] = {}
     for attempt in attempts:

@@ -175,3 +175,55 @@ def test_unknown_queue_is_refused() -> None:
     acd, _ = make_acd()
     with pytest.raises(ValueError, match="unknown queue 'nope'"):
         AcdSeats(acd, "nope")
+
+
+class Lines:
+    """The engine's persistent lines as the seats see them: one line per agent, one call at a time."""
+
+    def __init__(self, up: set[str]):
+        self.carrying: dict[str, str | None] = dict.fromkeys(up)
+        self.held: list[str] = []
+
+    def take(self, agent_id: str, call_id: str) -> str | None:
+        if agent_id not in self.carrying or self.carrying[agent_id] is not None:
+            return None
+        self.carrying[agent_id] = call_id
+        return f"line-{agent_id}"
+
+    def zip_tone(self, channel_id: str) -> None:
+        return None
+
+    async def hold(self, channel_id: str) -> None:
+        self.held.append(channel_id)
+        self.carrying[channel_id.removeprefix("line-")] = None
+
+
+async def test_a_campaign_call_rides_a_persistent_agents_line_never_a_second_invite(tmp_path: Path) -> None:
+    """An agent with ``connection: persistent`` is reached over their line (or skipped when it is
+    busy), never rung; an agent without one is rung as before."""
+    from ari_apps.seats import NoLine
+
+    path = tmp_path / "q.yaml"
+    path.write_text("""
+version: 1
+skills: [{id: general}]
+queues:
+  - {id: general, required_skills: {general: 1}}
+agents:
+  - {id: lined, name: On a line, skills: {general: 5}, connection: persistent}
+  - {id: rung, name: Rung, skills: {general: 5}}
+""")
+    acd = Acd(load_queue_config(path), lambda _e: None, rona_pause=None)
+    acd.login_all()
+    acd.line_up("lined")
+    lines = Lines({"lined"})
+    seats = AcdSeats(acd, "general", lines=lines)
+    assert acd.agents["lined"].state == "ready"
+    assert seats.line("rung", "out1") is None  # ring the phone
+    assert seats.line("lined", "out1") == "line-lined"
+    with pytest.raises(NoLine):
+        seats.line("lined", "out2")  # the line carries out1: skip the agent, do not ring the phone
+    await seats.hold_line("line-lined")
+    assert lines.held == ["line-lined"] and seats.line("lined", "out3") == "line-lined"
+    with pytest.raises(NoLine):
+        AcdSeats(acd, "general").line("lined", "out4")  # no lines known: never ring a persistent agent

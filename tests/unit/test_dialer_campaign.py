@@ -267,3 +267,66 @@ def test_cli_validate_reports_rows_and_dry_run_explains(tmp_path: Path) -> None:
     result = runner.invoke(main, ["-c", str(config), "campaign", "start", str(tmp_path / "c.yaml"), "--dry-run"])
     assert result.exit_code == 0, result.output
     assert "2 contact(s); eligible now:" in result.output and "not eligible (dnc): 1" in result.output
+
+
+def test_a_restarted_campaign_counts_the_windows_earlier_abandons(tmp_path: Path) -> None:
+    """Stopped and started again the same day, a campaign is still one campaign to the regulator:
+    the live display and the pacing controller start from the window's stored answers."""
+    import time as clock
+
+    from sqlalchemy.orm import Session
+
+    from ari_apps.outbound import OutboundRunner, open_campaign
+    from ccengine.config import load_settings
+    from ccengine.dialer.pacing import Predictive
+    from ccengine.dialer.schema import AttemptRow, ContactRow, LiveAnswerRow
+    from ccengine.store.database import make_engine, upgrade
+
+    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    upgrade(url)
+    db = make_engine(url)
+    mine = campaign(name="mine", mode="predictive", ratio=None, target=0.02,
+                    abandonment={"cap": 0.03, "definition": "ofcom"})
+    contact = Contact("c1", "+442070000001", "Europe/London")
+    first_run = open_campaign(db, mine, tmp_path / "c.yaml", [contact])
+    elsewhere = open_campaign(db, campaign(name="other"), tmp_path / "o.yaml", [contact])
+    now = clock.time()
+    window = (now // 86_400) * 86_400  # the Ofcom day the runner is in
+    answers = ([(first_run, window + (now - window) * (i + 1) / 12, i < 3) for i in range(10)]
+               + [(first_run, window - 600, True), (elsewhere, now - 1, True)])  # yesterday; another campaign
+    with Session(db) as session, session.begin():
+        rows = {r.campaign_id: r.id for r in session.query(ContactRow)}
+        for n, (cid, ts, abandoned) in enumerate(answers):
+            at = datetime.fromtimestamp(ts, UTC)
+            session.add(AttemptRow(id=f"a{n}", campaign_id=cid, contact_id=rows[cid], phone=contact.phone,
+                                   number=1, dialed_at=at, answered_at=at, outcome="connected"))
+            session.flush()
+            session.add(LiveAnswerRow(attempt_id=f"a{n}", campaign_id=cid, answer_ts=at, greeting_end_ts=at,
+                                      agent_connect_ts=None if abandoned else at + timedelta(seconds=1),
+                                      message_played=abandoned))
+    second_run = open_campaign(db, mine, tmp_path / "c.yaml", [contact])
+    runner = OutboundRunner(load_settings(Path(__file__).parents[2] / "config" / "ccengine.yaml"), mine,
+                            second_run, db)
+    runner._load()
+    runner._update_progress()
+    db.dispose()
+    assert sorted(a.call_id for a in runner.answers) == [f"a{n}" for n in range(10)]
+    assert runner.progress.abandon_rate == pytest.approx(3 / 10)
+    assert "abandoned   0 (ofcom-24h window 30.0%)" in runner.progress.line("ofcom-24h")  # this run: none yet
+    assert isinstance(runner.strategy, Predictive)
+    assert runner.strategy.controller.tracker.total == 10
+    assert runner.strategy.controller.tracker.recent_abandoned == 3
+
+    # and `campaign status` reports the regulator's windows over every run
+    from click.testing import CliRunner
+
+    from ccengine.cli.main import main
+
+    config = tmp_path / "engine.yaml"
+    config.write_text(f"pbx: {{ami: {{username: u, secret: s}}, ari: {{username: u, password: p}}}}\n"
+                      f"database: {{url: '{url}'}}\n")
+    status = CliRunner().invoke(main, ["-c", str(config), "campaign", "status", "mine"])
+    assert status.exit_code == 0, status.output
+    day = datetime.fromtimestamp(window, UTC).date()
+    assert (f"ofcom-24h windows, every run of mine: {day - timedelta(days=1)} 100.00% (1/1) OVER CAP, "
+            f"{day} 30.00% (3/10) OVER CAP") in status.output, status.output
