@@ -161,15 +161,6 @@ class _Agent:
             return cap > 0
         return self.active_channel == channel and len(self.active) < cap
 
-    def open_channels(self) -> tuple[str, ...]:
-        """Channels on which the agent may be offered a contact right now."""
-        if self.state is not _READY or self.reservation is not None:
-            return ()
-        if not self.active:
-            return self.channels
-        channel = self.active_channel or ""
-        return (channel,) if len(self.active) < self.capacity.get(channel, 0) else ()
-
     def qualified(self, channel: str, signature: Signature) -> bool:
         skills = self.skills
         return self.capacity.get(channel, 0) > 0 and all(
@@ -377,11 +368,18 @@ class Router:
         if contact_id in contacts:
             raise RoutingError(f"contact {contact_id} already exists")
         queue = self._queues.get(queue_id) or self._queue(queue_id)
-        group = self._group_of(queue.channel, skills if skills is not None else queue.required_skills)
+        channel = queue.channel
+        if skills is None:
+            skills = queue.required_skills
+        group = self._group_memo.get((channel, *skills.items())) or self._group_of(channel, skills)
         contact = contacts[contact_id] = _Contact(
             contact_id, queue, group.signature, queue.priority if priority is None else priority, now,
             next(self._seq), last_agent, last_agent_at, group)
-        return self._contact_waiting(contact_id, contact, now)
+        agent = self._best_agent_for(contact, now)
+        if agent is not None:
+            return self._reserve(contact_id, contact, agent, now)
+        self._enqueue(contact_id, contact)
+        return None
 
     def directed_refusal(self, agent_id: str, queue_id: str, skills: Mapping[str, int] | None = None) -> str | None:
         """Why ``agent_id`` cannot be offered a new contact of ``queue_id`` now (None: they can)."""
@@ -516,8 +514,10 @@ class Router:
             if queue is not None and queue.wrap_up > 0 and agent.state is _READY:
                 agent.state = _WRAP_UP
             else:
-                if agent.busy_since is not None:
-                    self._close_busy(agent, now)
+                busy_since = agent.busy_since
+                if busy_since is not None:
+                    agent.busy_seconds += max(0.0, now - busy_since)
+                    agent.busy_since = None
                 agent.idle_since = now
         return self._agent_changed(agent, now)
 
@@ -676,9 +676,19 @@ class Router:
         agent.version += 1
         if agent.indexed:
             self._unindex_agent(agent)
-        channels = agent.open_channels()
-        if not channels:
-            return None  # not ready, reserved, or fully occupied
+        # the channels on which the agent may be offered a contact now (inlined: runs on every change)
+        if agent.state is not _READY or agent.reservation is not None:
+            return None
+        active = agent.active
+        if active:
+            channel = agent.active_channel or ""
+            if len(active) >= agent.capacity.get(channel, 0):
+                return None  # fully occupied
+            channels: tuple[str, ...] = (channel,)
+        else:
+            channels = agent.channels
+            if not channels:
+                return None
         found = self._best_contact_for(agent, now, channels)
         if found is None:
             self._index_agent(agent, channels)
@@ -778,7 +788,7 @@ class Router:
                     if heap:
                         self._garbage.append(heap)  # freed by maintain(), not inside this decision
                         heaps[slot] = []
-        agent.indexed = []
+        agent.indexed.clear()  # in place: no allocation per state change
 
     def _index_agent(self, agent: _Agent, channels: tuple[str, ...]) -> None:
         """Make the agent, available on ``channels``, findable by new contacts."""
