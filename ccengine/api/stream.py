@@ -50,26 +50,35 @@ def _iso(at: datetime) -> str:
     return (at if at.tzinfo else at.replace(tzinfo=UTC)).astimezone(UTC).isoformat()
 
 
-def _frame(seq: int, envelope: dict[str, Any], data_json: str) -> str:
-    """``{"seq": n, <envelope>, "data": ...}`` with the payload's JSON text spliced in as it is."""
-    return f'{{"seq":{seq},{_encode(envelope)[1:-1]},"data":{data_json}}}'
+_str = json.encoder.encode_basestring_ascii  # the encoder's own text for a str (ensure_ascii)
+
+
+def _opt(value: str | None) -> str:
+    return "null" if value is None else _str(value)
+
+
+def _frame(seq: int, id: str, type: str, version: int, occurred_at: str, call_id: str | None,
+           agent_id: str | None, queue: str | None, data_json: str) -> str:
+    """``{"seq": n, <envelope>}`` written field by field (what ``_encode`` gives for the dict, at a
+    third of the cost) around the payload's JSON text, spliced in as it is."""
+    return (f'{{"seq":{seq:d},"id":{_str(id)},"type":{_str(type)},"version":{version:d},'
+            f'"occurred_at":{_str(occurred_at)},"call_id":{_opt(call_id)},"agent_id":{_opt(agent_id)},'
+            f'"queue":{_opt(queue)},"data":{data_json}}}')
 
 
 def item_of(seq: int, event: Event) -> StreamItem:
     """Built by hand rather than by ``model_dump``, around the payload text the store wrote
     (``Event.data_json``), and the same text as ``item_of_row`` gives for the stored row (live
     and replayed frames are identical)."""
-    text = _frame(seq, {"id": event.id, "type": event.type, "version": event.version,
-                        "occurred_at": _iso(event.occurred_at), "call_id": event.call_id,
-                        "agent_id": event.agent_id, "queue": event.queue}, event.data_json)
+    text = _frame(seq, event.id, event.type, event.version, _iso(event.occurred_at), event.call_id,
+                  event.agent_id, event.queue, event.data_json)
     return StreamItem(seq, event.type, event.agent_id, event.queue, event.call_id, text)
 
 
 def item_of_row(row: EventRow) -> StreamItem:
-    envelope = {"id": row.id, "type": row.type, "version": row.version, "occurred_at": _iso(row.occurred_at),
-                "call_id": row.call_id, "agent_id": row.agent_id, "queue": row.queue}
-    return StreamItem(row.seq, row.type, row.agent_id, row.queue, row.call_id,
-                      _frame(row.seq, envelope, _encode(row.data)))
+    text = _frame(row.seq, row.id, row.type, row.version, _iso(row.occurred_at), row.call_id, row.agent_id,
+                  row.queue, _encode(row.data))
+    return StreamItem(row.seq, row.type, row.agent_id, row.queue, row.call_id, text)
 
 
 @dataclass(frozen=True)
