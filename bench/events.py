@@ -6,7 +6,7 @@ raw-protocol clients for both sides (bench/ws_subscribers.py: no decoding, no ta
 per message), so the server is what is measured; their CPU time is printed to show it.
 
 * ccengine: events are published on the engine's bus, stored by the real store writer in
-  SQLite (with its batching: a 50 ms linger unless 50 events are waiting), handed to the
+  SQLite (group commit: what waited during one commit is the next batch), handed to the
   event hub after commit and sent by the real API server (token auth, role filter, resume offsets; plain HTTP on
   loopback unless --tls). Two latencies: publish -> subscriber (end to end, what a client
   experiences), and commit -> subscriber (the stream's own fan-out).
@@ -277,8 +277,8 @@ def main() -> None:
     parser.add_argument("--subscribers", type=int, default=100)
     parser.add_argument("--rate", type=int, default=5000)
     parser.add_argument("--seconds", type=float, default=10.0)
-    parser.add_argument("--linger", type=float, default=0.05,
-                        help="store writer linger, s (the engine's database.write_linger, default 0.05)")
+    parser.add_argument("--linger", type=float, default=0.0,
+                        help="store writer linger, s (the engine's database.write_linger, default 0: group commit)")
     parser.add_argument("--min-batch", type=int, default=50,
                         help="events that end the linger at once (database.write_min_batch, default 50)")
     parser.add_argument("--subscriber-processes", type=int, default=1,

@@ -17,9 +17,10 @@ from ..core.events import json_schemas
 from .app import Route, error, principal
 from .context import CONTEXT
 from .rest import ALL
-from .stream import Lagged, parse_filter
+from .stream import Batch, Lagged, parse_filter
 
 KEEPALIVE_SECONDS = 15.0
+SINK_BUFFER_BYTES = 1 << 20  # unsent bytes beyond which a WebSocket's batches wait in its queue
 
 
 def _after(request: web.Request) -> int | None:
@@ -70,10 +71,19 @@ async def websocket(request: web.Request) -> web.StreamResponse:
     after = _after(request)
     ws = web.WebSocketResponse(heartbeat=30.0, compress=False)
     await ws.prepare(request)
+    transport = request.transport
+
+    def sink(batch: Batch) -> bool:
+        """Live batches straight onto the socket while it keeps up; else the pump sends them."""
+        if ws.closed or transport is None or transport.is_closing() \
+                or transport.get_write_buffer_size() > SINK_BUFFER_BYTES:
+            return False
+        transport.write(batch.websocket_frame)
+        return True
 
     async def pump() -> None:
         try:
-            async for batch in ctx.hub.batches(accept, after):
+            async for batch in ctx.hub.batches(accept, after, sink=sink):
                 await ws.send_frame(batch.data, WSMsgType.TEXT)
             # the hub ended the stream: the user was disabled, the token revoked, or the engine stops
             await ws.close(code=4001, message=b"stream ended by the server")

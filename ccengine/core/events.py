@@ -9,8 +9,10 @@ The catalogue is documented in docs/events.md and exported as JSON Schema by
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import UTC, datetime
+from functools import cached_property
 from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -487,6 +489,9 @@ PAYLOADS: dict[str, type[Payload]] = {
 }
 
 
+_compact = json.JSONEncoder(separators=(",", ":"), default=str).encode  # json.dumps builds one a call
+
+
 class Event(BaseModel):
     """The envelope every event travels in."""
 
@@ -509,6 +514,12 @@ class Event(BaseModel):
             occurred_at=occurred_at or datetime.now(UTC), call_id=call_id, agent_id=agent_id,
             queue=queue, data=payload.model_dump(mode="json"),
         )
+
+    @cached_property
+    def data_json(self) -> str:
+        """``data`` as compact JSON, encoded once per event: the store keeps this text and every
+        stream frame embeds it."""
+        return _compact(self.data)
 
     def payload(self) -> Payload:
         """The typed payload; raises if the type is unknown or the data does not match."""

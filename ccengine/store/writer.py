@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import Engine, insert, update
+from sqlalchemy import JSON, Connection, Dialect, Engine, TypeDecorator, bindparam, func, insert, select, text, update
 from sqlalchemy.orm import Session
 
 from ..core.bus import EventBus, Subscription
@@ -258,44 +258,109 @@ _EVENTS = Base.metadata.tables[EventRow.__tablename__]
 _QUEUE_LOG = Base.metadata.tables[QueueLogRow.__tablename__]
 
 
+class _EncodedJSON(TypeDecorator[str]):
+    """A JSON column written from text already encoded (``Event.data_json``): no second encoding."""
+
+    impl = JSON
+    cache_ok = True
+
+    def bind_processor(self, dialect: Dialect) -> None:
+        return None
+
+
+_LOG_COLUMNS = [column.name for column in _EVENTS.c]
+_LAST_SEQ = select(func.max(_EVENTS.c.seq))
+_PG_SEQS = text("SELECT nextval(pg_get_serial_sequence('events', 'seq')) FROM generate_series(1, :n)")
+
+
+class _LogInsert:
+    """The event-log INSERT compiled once per dialect and run by the driver's executemany:
+    one statement whatever the batch size, and no per-row parameter handling by SQLAlchemy
+    (which cost more CPU than the database's own work). Values get the dialect's own bind
+    processing (SQLite's text timestamps), the payload goes in as ``Event.data_json``."""
+
+    _compiled: dict[tuple[str, str, str], _LogInsert] = {}
+
+    def __init__(self, dialect: Dialect):
+        stmt = insert(_EVENTS).values(data=bindparam("data", type_=_EncodedJSON()))
+        compiled = stmt.compile(dialect=dialect, column_keys=_LOG_COLUMNS)
+        self.sql = str(compiled)
+        self.positional = list(compiled.positiontup or []) if compiled.positional else None
+        self.processors = [(name, process) for name, bind in compiled.binds.items()
+                           if (process := bind.type.dialect_impl(dialect).bind_processor(dialect)) is not None]
+
+    @classmethod
+    def of(cls, dialect: Dialect) -> _LogInsert:
+        key = (dialect.name, dialect.driver, dialect.paramstyle)
+        if key not in cls._compiled:
+            cls._compiled[key] = cls(dialect)
+        return cls._compiled[key]
+
+    def run(self, conn: Connection, rows: list[dict[str, Any]]) -> None:
+        for name, process in self.processors:
+            for row in rows:
+                row[name] = process(row[name])
+        if self.positional is None:
+            conn.exec_driver_sql(self.sql, rows)
+        else:
+            names = self.positional
+            conn.exec_driver_sql(self.sql, [tuple([row[name] for name in names]) for row in rows])
+
+
+def allocate_seqs(conn: Connection, n: int) -> list[int]:
+    """``n`` new seqs, ascending. PostgreSQL takes them from the column's sequence (never handed out
+    twice, even by a rolled-back transaction); elsewhere they follow the highest stored seq. A seq
+    reaches the stream only once committed, so one a crash lost was never seen, and the primary
+    key refuses a seq taken twice rather than storing it."""
+    if conn.dialect.name == "postgresql":
+        return sorted(conn.execute(_PG_SEQS, {"n": n}).scalars())
+    last = conn.execute(_LAST_SEQ).scalar() or 0
+    return list(range(last + 1, last + 1 + n))
+
+
 def apply_events(engine: Engine, events: list[Event]) -> list[int]:
     """Append ``events`` to the log and project them, in one transaction; returns their ``seq``.
 
-    The log and queue-log rows go in as two bulk inserts; only the projections use
-    the ORM (rows of one batch stay in the session's identity map, so a call touched by
-    many events is read once)."""
-    log_rows: list[dict[str, object]] = []
+    The log rows go in by one executemany (``_LogInsert``) with seqs taken beforehand (no
+    RETURNING, so no multi-row VALUES rebuilt per batch size); only the projections use the
+    ORM (rows of one batch stay in the session's identity map, so a call touched by many
+    events is read once)."""
+    log_rows: list[dict[str, Any]] = []
     queue_rows: list[dict[str, object]] = []
-    with Session(engine) as session, session.begin():
-        for e in events:
-            # SQLite keeps no offset: normalise to UTC so every stored instant compares correctly
-            at = e.occurred_at.astimezone(UTC)
-            if at is not e.occurred_at:
-                e = e.model_copy(update={"occurred_at": at})
-            log_rows.append({"id": e.id, "type": e.type, "version": e.version, "occurred_at": at,
-                             "call_id": e.call_id, "agent_id": e.agent_id, "queue": e.queue, "data": e.data})
-            entry = queue_log_entry(session, e)
-            if entry is not None:
-                queue_rows.append(entry)
-            projector = PROJECTORS.get(e.type)
-            if projector is not None:
-                projector(session, e)
-        session.flush()
-        # unordered RETURNING lets the rows go in as multi-row INSERTs; the seqs are matched by id
-        inserted = session.execute(insert(_EVENTS).returning(_EVENTS.c.id, _EVENTS.c.seq), log_rows)
-        seq_of: dict[str, int] = {event_id: seq for event_id, seq in inserted}
-        seqs = [seq_of[str(row["id"])] for row in log_rows]
+    with engine.begin() as conn:
+        with Session(bind=conn) as session:
+            for e in events:
+                # SQLite keeps no offset: normalise to UTC so every stored instant compares correctly
+                at = e.occurred_at.astimezone(UTC)
+                if at is not e.occurred_at:
+                    e = e.model_copy(update={"occurred_at": at})
+                log_rows.append({"id": e.id, "type": e.type, "version": e.version, "occurred_at": at,
+                                 "call_id": e.call_id, "agent_id": e.agent_id, "queue": e.queue,
+                                 "data": e.data_json})
+                entry = queue_log_entry(session, e)
+                if entry is not None:
+                    queue_rows.append(entry)
+                projector = PROJECTORS.get(e.type)
+                if projector is not None:
+                    projector(session, e)
+            session.flush()
+        seqs = allocate_seqs(conn, len(log_rows))
+        for row, seq in zip(log_rows, seqs, strict=True):
+            row["seq"] = seq
+        _LogInsert.of(conn.dialect).run(conn, log_rows)
         if queue_rows:
-            session.execute(insert(_QUEUE_LOG), queue_rows)
+            conn.execute(insert(_QUEUE_LOG), queue_rows)
     return seqs
 
 
 class StoreWriter:
-    """Batches bus events into transactions: the first event of a batch waits up to ``linger`` for
-    companions (a call's burst of events then shares one transaction) unless ``min_batch`` are
-    already waiting (under load a batch fills by itself: waiting would only add latency)."""
+    """Group commit: whatever is waiting when the previous commit finishes goes in the next
+    transaction (up to ``batch``), so under load batches grow by themselves and an event waits
+    for at most one commit before its own. With a ``linger`` the first event of a batch also
+    waits that long for companions (a call's burst then shares one transaction: fewer
+    transactions for more latency) unless ``min_batch`` are already waiting."""
 
-    def __init__(self, engine: Engine, bus: EventBus, batch: int = 500, linger: float = 0.05, min_batch: int = 50):
+    def __init__(self, engine: Engine, bus: EventBus, batch: int = 500, linger: float = 0.0, min_batch: int = 50):
         self.engine = engine
         self._subscription: Subscription = bus.subscribe("store", maxsize=100_000)
         self._batch = batch
@@ -329,7 +394,7 @@ class StoreWriter:
                         log.exception("event %s (%s) could not be stored", single.id, single.type)
 
     async def _fill(self, events: list[Event]) -> None:
-        """Add what is waiting to ``events``; linger for more while fewer than ``min_batch``."""
+        """Add what is waiting to ``events``; with a linger, wait for more while fewer than ``min_batch``."""
         queue = self._subscription.queue
 
         def take_waiting() -> None:
@@ -337,6 +402,8 @@ class StoreWriter:
                 events.append(queue.get_nowait())
 
         take_waiting()
+        if not self._linger:
+            return
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(self._linger):
                 while len(events) < self._min_batch:

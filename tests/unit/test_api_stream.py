@@ -12,10 +12,13 @@ import sys
 from pathlib import Path
 
 import aiohttp
+import pytest
 from alembic import command
 from sqlalchemy import create_engine, inspect, select, text
 from sqlalchemy.orm import Session
 
+from ccengine.api import events_http
+from ccengine.api.stream import Batch, EventHub, StreamItem
 from ccengine.core.events import PAYLOADS, AgentStateChanged, CallAnnounced, Event
 from ccengine.store.database import alembic_config, upgrade
 from ccengine.store.schema import EventRow
@@ -198,7 +201,11 @@ def test_migration_0004_on_sqlite_and_postgresql(tmp_path: Path, postgres_url: s
         engine.dispose()
 
 
-async def test_slow_subscriber_is_cut_off_and_resumes_without_loss(tmp_path: Path) -> None:
+async def test_slow_subscriber_is_cut_off_and_resumes_without_loss(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """A socket that does not drain refuses direct writes (here every one: the limit is below an
+    empty buffer), so batches wait in the queue, which cuts the subscriber off when full."""
+    monkeypatch.setattr(events_http, "SINK_BUFFER_BYTES", -1)
     async with running_api(tmp_path) as api, aiohttp.ClientSession() as http:
         api.ctx.hub.subscriber_queue = 5
         ws = await http.ws_connect(api.url + "/api/v1/events/ws", headers=api.auth("admin"))
@@ -237,3 +244,41 @@ async def test_live_and_replayed_frames_are_identical(tmp_path: Path) -> None:
                 replayed += (await asyncio.wait_for(again.receive(), 10)).data.split("\n")
         assert live == replayed
         assert Event.model_validate({k: v for k, v in json.loads(live[0]).items() if k != "seq"}).type
+
+
+async def test_direct_and_queued_batches_keep_the_order(tmp_path: Path) -> None:
+    """A sink that refuses now and then (a socket not drained yet): what it refused waits in the
+    queue and nothing goes directly until the queue is drained, so the client gets every seq once,
+    in order, whichever way each batch travelled."""
+    db = create_engine(f"sqlite:///{tmp_path / 'hub.db'}")
+    hub = EventHub(db)
+    received: list[int] = []
+    answers = iter([False, True, True, False] + [True] * 100)  # the 1st and 4th offers are refused
+
+    def sink(batch: Batch) -> bool:
+        if next(answers):
+            received.extend(item.seq for item in batch)
+            return True
+        return False
+
+    def commit(first: int, n: int) -> None:
+        hub.publish([StreamItem(seq, "call.announced", None, "general", "c", f'{{"seq":{seq}}}')
+                     for seq in range(first, first + n)])
+
+    async def read() -> None:
+        async for batch in hub.batches(lambda _item: True, sink=sink):
+            received.extend(item.seq for item in batch)
+
+    reader = asyncio.create_task(read())
+    await asyncio.sleep(0.01)
+    seq = 1
+    for k, n in enumerate((3, 2, 4, 1, 5, 2, 3, 1)):
+        commit(seq, n)
+        seq += n
+        if k in (1, 4, 7):  # the reader drains its queue only now and then
+            await asyncio.sleep(0.01)
+    await asyncio.sleep(0.05)
+    hub.close()
+    await reader
+    assert received == list(range(1, seq))
+    db.dispose()

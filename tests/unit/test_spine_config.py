@@ -85,7 +85,7 @@ def test_defaults_apply_and_are_anchored(tmp_path: Path) -> None:
     assert settings.pbx.ami.port == 15038
     assert settings.paths.recordings_dir == tmp_path / "cfg" / "var" / "recordings"
     assert settings.database.url == f"sqlite:///{tmp_path / 'cfg' / 'var' / 'ccengine.db'}"
-    assert (settings.database.write_linger, settings.database.write_min_batch) == (0.05, 50)
+    assert (settings.database.write_linger, settings.database.write_min_batch) == (0.0, 50)
 
 
 def test_store_batching_is_configurable_and_bounded(tmp_path: Path) -> None:
