@@ -12,6 +12,7 @@ import asyncio
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import time
 import uuid
@@ -71,10 +72,18 @@ class EngineProcess:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"engine exited: {(self.workdir / 'engine.log').read_text()[-2000:]}")
-            if self.count_events("engine.resynced") > synced_before:
+            if self.count_events("engine.resynced") > synced_before and self._api_up():
                 return
             time.sleep(0.1)
         raise RuntimeError("engine did not come up")
+
+    def _api_up(self) -> bool:
+        """The API listens only after the first resync is stored: a test may talk to it at once."""
+        try:
+            socket.create_connection(("127.0.0.1", self.settings.http_port), timeout=0.5).close()
+        except OSError:
+            return False
+        return True
 
     def kill(self) -> None:
         assert self.proc is not None
