@@ -87,7 +87,11 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--methods", default="phone,kws,lm")
     ap.add_argument("--max-distance", default="0.4,0.5,0.6")
-    ap.add_argument("--kws-thresholds", default="1e-20,1e-40,1e-60,1e-90")
+    ap.add_argument("--kws-thresholds", default="1e-40,1e-60,1e-80")
+    # The search's own beam must be far wider than the threshold (at 1e-80 it pruned the phrase before
+    # it could score), and the phone-loop penalty decides how easily the phrase beats the background.
+    ap.add_argument("--kws-beam", type=float, default=1e-150)
+    ap.add_argument("--kws-plp", type=float, default=1e-10)
     args = ap.parse_args()
     import pocketsphinx
 
@@ -111,7 +115,8 @@ def main() -> None:
             keyfile = Path("/tmp") / f"ccengine-kws-{th}.txt"
             keyfile.write_text("".join(f"{p} /{th}/\n" for p in pos))
             dec = pocketsphinx.Decoder(hmm=str(model / "en-us"), dict=str(model / "cmudict-en-us.dict"),
-                                       kws=str(keyfile), beam=1e-80, loglevel="FATAL")
+                                       kws=str(keyfile), beam=args.kws_beam, kws_plp=args.kws_plp,
+                                       loglevel="FATAL")
 
             def kws(phrase: str, u: Pcm, dec: pocketsphinx.Decoder = dec) -> bool:
                 heard[0] += len(u) / 16000
@@ -120,7 +125,7 @@ def main() -> None:
                 dec.end_utt()
                 hyp = dec.hyp()
                 return hyp is not None and phrase in hyp.hypstr
-            table(f"kws threshold {th}", kws, pos, neg)
+            table(f"kws {th} plp {args.kws_plp:g}", kws, pos, neg)
     if "lm" in methods:
         lm = pocketsphinx.Decoder(hmm=str(model / "en-us"), dict=str(model / "cmudict-en-us.dict"),
                                   lm=str(model / "en-us.lm.bin"), loglevel="FATAL")
