@@ -6,7 +6,12 @@ keyphrase search missed multi-word phrases at every threshold and its full LM
 decode ran slower than real time with poor words; a *phone* recogniser
 (allphone search) is 10x faster than real time and its output, matched
 against each phrase's dictionary pronunciation with an edit distance, finds
-phrases that are mispronounced or misheard as other words. Card numbers use a
+phrases that are mispronounced or misheard as other words. On 8 kHz espeak-ng
+speech it still misses often (bench/phrase_spotting.py: 9/20 and 0/20 hits for
+the two shipped phrases at 0.5, no false alarms; the LM's text was unrelated;
+keyphrase search with a 1e-150 beam and per-phrase thresholds did better,
+17/20 and 12-15/20 with 0-3/68 false alarms, and is the candidate to replace
+this), so a missing disclosure is a prompt to review, not proof. Card numbers use a
 digits-only grammar, whose output is then Luhn-checked; the digits never
 leave :meth:`KeywordSpotter._cards` — events carry a count and optionally the
 last four.
