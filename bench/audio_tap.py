@@ -124,9 +124,10 @@ def throughput(streams: int, seconds: float) -> dict[str, float]:
 def keyword_rtf(seconds: float) -> dict[str, float]:
     backend = PocketsphinxBackend()
     pcm = upsample_8k_to_16k(speech(seconds))
-    phones = cpu(lambda: backend.phones(pcm)) / seconds
+    phrases = (("this call is recorded", 1e-80), ("speak to a manager", 1e-45))  # config/analytics.yaml's
+    keyphrases = cpu(lambda: backend.keyphrases(pcm, phrases)) / seconds
     digits = cpu(lambda: backend.digits(pcm)) / seconds
-    return {"phones_rtf": phones, "digits_rtf": digits}
+    return {"keyphrases_rtf": keyphrases, "digits_rtf": digits}
 
 
 def sender(port: int, streams: int, seconds: float, t0: float, pcm: np.ndarray) -> None:
@@ -349,8 +350,8 @@ def main() -> None:
 
     kw = keyword_rtf(20.0)
     print("== Keyword spotting (pocketsphinx, 8 kHz upsampled to 16 kHz)")
-    print(f"  phone search: RTF {kw['phones_rtf']:.3f} -> {1 / kw['phones_rtf']:.0f} streams/core"
-          f"  ({tp['vad_only'] * kw['phones_rtf']:.0f} x the cost of webrtcvad)")
+    print(f"  keyphrase search: RTF {kw['keyphrases_rtf']:.3f} -> {1 / kw['keyphrases_rtf']:.0f} streams/core"
+          f"  ({tp['vad_only'] * kw['keyphrases_rtf']:.0f} x the cost of webrtcvad)")
     print(f"  digits grammar: RTF {kw['digits_rtf']:.3f} -> {1 / kw['digits_rtf']:.1f} streams/core")
 
     loopback_p99 = float("nan")

@@ -31,12 +31,13 @@ class PhraseConfig(_Strict):
     text: str = Field(min_length=1)
     kind: Literal["disclosure", "risk"]
     speaker: Literal["agent", "customer", "any"] = "any"
-    max_distance: float = Field(default=0.5, gt=0.0, lt=1.0)
+    threshold: float = Field(default=1e-50, gt=0.0, lt=1.0,
+                             description="keyphrase detection threshold: smaller finds more phrases, and more falsely")
     deadline_s: float | None = Field(default=None, gt=0.0,
                                      description="disclosure must be heard before this offset (else at call end)")
 
     def phrase(self) -> Phrase:
-        return Phrase(self.text, self.kind, self.max_distance)
+        return Phrase(self.text, self.kind, self.threshold)
 
 
 class VadConfig(_Strict):
