@@ -6,8 +6,10 @@ Positives: each configured phrase inside carrier sentences, said by male and
 female espeak-ng variants at several speeds; negatives: unrelated contact-centre
 sentences plus the other phrase's positives. Audio is espeak-ng → sox 8 kHz,
 upsampled to 16 kHz for the bundled en-us model, as the live tap does.
-Methods: ``phone`` (what KeywordSpotter does: allphone decode + edit distance),
-``kws`` (pocketsphinx keyphrase search, one phrase per line with its threshold),
+Methods: ``phone`` (allphone decode + edit distance, the spotter's earlier method),
+``kws`` (pocketsphinx keyphrase search, what KeywordSpotter now does, per phrase and
+threshold; the shipped thresholds are checked on the other half of this set by
+tests/unit/test_audio_phrases.py),
 ``lm`` (full decode with the bundled LM; the phrase must appear in the text).
 """
 
