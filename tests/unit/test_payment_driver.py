@@ -5,6 +5,7 @@ connector."""
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -126,8 +127,9 @@ async def test_capture_returns_the_caller_with_a_token_and_nothing_else() -> Non
     rejoin = requests.index(("add_to_bridge", "bridge-1", "['cust']"))
     assert requests.index(("stop_moh", "agent-ch")) < rejoin and requests[-1] == ("play", "agent-ch",
                                                                                    "sound:pay_approved")
+    cvv = re.compile(r"(?<!\d)737(?!\d)")  # on its own: a timestamp's microseconds may hold "737" by chance
     for text in [str(e.model_dump()) for e in app.events] + [str(r) for r in requests]:
-        assert find_card_numbers(text) == [] and CARD not in text and "737" not in text
+        assert find_card_numbers(text) == [] and CARD not in text and not cvv.search(text)
 
 
 async def test_time_limit_unmasks_and_returns_the_caller() -> None:
