@@ -28,7 +28,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from ccengine.audio.keywords import Pcm, PocketsphinxBackend, phone_distance, upsample_8k_to_16k
+from ccengine.audio.keywords import Pcm, PocketsphinxBackend, upsample_8k_to_16k
 
 VOICES = [("en-us", 150), ("en-us+f3", 150), ("en-us+m3", 170), ("en-us+f2", 130), ("en+f3", 180),
           ("en+m3", 140), ("en-us+f4", 160), ("en+m7", 150)]
@@ -70,6 +70,27 @@ def labelled_set() -> tuple[dict[str, list[Pcm]], list[Pcm]]:
 
 
 heard = [0.0]  # seconds of audio decoded for the current table line
+_VOWELS = {"AA", "AE", "AH", "AO", "AW", "AY", "EH", "ER", "EY", "IH", "IY", "OW", "OY", "UH", "UW"}
+
+
+def phone_distance(hyp: list[str], target: list[str]) -> float:
+    """The replaced method: best normalised edit distance of ``target`` against any stretch of
+    ``hyp``; vowel-for-vowel substitutions cost 0.5 (phone recognisers confuse vowels most)."""
+    n = len(target)
+    if n == 0:
+        return 1.0
+    prev = np.arange(n + 1, dtype=np.float64)
+    best = prev[n]
+    for h in hyp:
+        cur = np.empty(n + 1)
+        cur[0] = 0.0
+        for j in range(1, n + 1):
+            t = target[j - 1]
+            sub = 0.0 if h == t else (0.5 if h in _VOWELS and t in _VOWELS else 1.0)
+            cur[j] = min(prev[j] + 1.0, cur[j - 1] + 1.0, prev[j - 1] + sub)
+        prev = cur
+        best = min(best, cur[n])
+    return float(best / n)
 
 
 def table(name: str, fires: Callable[[str, Pcm], bool], pos: dict[str, list[Pcm]], neg: list[Pcm]) -> None:
@@ -103,11 +124,17 @@ def main() -> None:
     if "phone" in methods:
         backend = PocketsphinxBackend()
         targets = {p: backend.pronounce(p) for p in pos}
+        phones = pocketsphinx.Decoder(hmm=str(model / "en-us"), dict=str(model / "cmudict-en-us.dict"),
+                                      allphone=str(model / "en-us-phone.lm.bin"), lw=2.0, beam=1e-20, pbeam=1e-20,
+                                      loglevel="FATAL")
         cache: dict[int, list[str]] = {}
 
         def distance(phrase: str, u: Pcm) -> float:
             if id(u) not in cache:
-                cache[id(u)] = backend.phones(u)
+                phones.start_utt()
+                phones.process_raw(u.tobytes(), full_utt=True)
+                phones.end_utt()
+                cache[id(u)] = [str(seg.word) for seg in phones.seg() or [] if str(seg.word) not in ("SIL", "+NSN+")]
                 heard[0] += len(u) / 16000
             return phone_distance(cache[id(u)], targets[phrase])
         for th in (float(x) for x in args.max_distance.split(",")):

@@ -43,7 +43,6 @@ Pcm = npt.NDArray[np.int16]
 DIGITS = {"zero": "0", "oh": "0", "one": "1", "two": "2", "three": "3", "four": "4", "five": "5",
           "six": "6", "seven": "7", "eight": "8", "nine": "9"}
 _FILLER = ("my", "card", "number", "is", "it's", "the", "and", "uh", "um", "expiry", "security", "code")
-_VOWELS = {"AA", "AE", "AH", "AO", "AW", "AY", "EH", "ER", "EY", "IH", "IY", "OW", "OY", "UH", "UW"}
 _ISSUER = "23456"
 _NOISE = {"SIL", "+NSN+", "+SPN+", "<s>", "</s>", "<sil>"}
 
@@ -77,10 +76,6 @@ class PocketsphinxBackend:
         root = Path(model_dir) if model_dir else Path(pocketsphinx.get_model_path()) / "en-us"
         self.hmm = str(root / "en-us") if (root / "en-us").is_dir() else str(root)
         self.dict = str(next(root.glob("*.dict")))
-        phone_lm = next(root.glob("*phone.lm.bin"))
-        self._ps = pocketsphinx
-        self._phones = pocketsphinx.Decoder(hmm=self.hmm, dict=self.dict, allphone=str(phone_lm),
-                                            lw=2.0, beam=1e-20, pbeam=1e-20, loglevel="FATAL")
         words = sorted(set(DIGITS) | set(_FILLER))
         grammar = ("#JSGF V1.0;\ngrammar digits;\npublic <s> = (<f>)* (<d>)+ (<f>)*;\n"
                    f"<d> = {' | '.join(w for w in words if w in DIGITS)};\n"
@@ -126,9 +121,6 @@ class PocketsphinxBackend:
         dec.process_raw(pcm16k.astype("<i2").tobytes(), full_utt=True)
         dec.end_utt()
         return [str(s.word).strip() for s in (dec.seg() or []) if str(s.word).strip() not in _NOISE]
-
-    def phones(self, pcm16k: Pcm) -> list[str]:
-        return self._run(self._phones, pcm16k)
 
     def digits(self, pcm16k: Pcm) -> list[str]:
         return [w.split("(")[0] for w in self._run(self._digits, pcm16k)]
@@ -199,29 +191,6 @@ class ProcessBackend:
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
-
-
-def phone_distance(hyp: Sequence[str], target: Sequence[str]) -> float:
-    """Best normalised edit distance of ``target`` against any stretch of ``hyp``.
-
-    Vowel-for-vowel substitutions cost 0.5: phone recognisers confuse vowels
-    far more than consonant classes, and that is where a phrase survives.
-    """
-    n = len(target)
-    if n == 0:
-        return 1.0
-    prev = np.arange(n + 1, dtype=np.float64)
-    best = prev[n]
-    for h in hyp:
-        cur = np.empty(n + 1)
-        cur[0] = 0.0
-        for j in range(1, n + 1):
-            t = target[j - 1]
-            sub = 0.0 if h == t else (0.5 if h in _VOWELS and t in _VOWELS else 1.0)
-            cur[j] = min(prev[j] + 1.0, cur[j - 1] + 1.0, prev[j - 1] + sub)
-        prev = cur
-        best = min(best, cur[n])
-    return float(best / n)
 
 
 def luhn_ok(digits: str) -> bool:
