@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from ..core.bus import EventBus, Subscription
 from ..core.events import Event
+from .checkpoint import WalCheckpointer
 from .schema import AgentRow, Base, CallRow, EventRow, LegRow, QueueLogRow, RecordingRow, RetentionRow
 
 log = logging.getLogger(__name__)
@@ -362,6 +363,8 @@ class StoreWriter:
 
     def __init__(self, engine: Engine, bus: EventBus, batch: int = 500, linger: float = 0.0, min_batch: int = 50):
         self.engine = engine
+        # SQLite's own checkpoints would stall a commit every few seconds (see checkpoint.py)
+        self._checkpointer = WalCheckpointer.for_engine(engine)
         self._subscription: Subscription = bus.subscribe("store", maxsize=100_000)
         self._batch = batch
         self._linger = linger
@@ -373,6 +376,8 @@ class StoreWriter:
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="store-writer")
+        if self._checkpointer:
+            self._checkpointer.start()
 
     async def _run(self) -> None:
         queue = self._subscription.queue
@@ -434,4 +439,6 @@ class StoreWriter:
         if self._task:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
+        if self._checkpointer:
+            await self._checkpointer.close()
         self._subscription.close()
