@@ -215,8 +215,7 @@ class OutboundRunner:
 
     def _window_start(self) -> float:
         """Start (epoch seconds) of the regulator window the campaign is in now."""
-        period = self.definition.period_s
-        return (time.time() // period) * period
+        return self.definition.window_start(time.time())
 
     def _seed_answers(self, earlier: list[LiveAnswer]) -> None:
         """Earlier runs' answers in this window count here too, for the display and the controller:

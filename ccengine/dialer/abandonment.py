@@ -13,7 +13,9 @@ import math
 from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime, time, tzinfo
 from enum import StrEnum
+from zoneinfo import ZoneInfo
 
 import numpy as np
 
@@ -56,9 +58,10 @@ class LiveAnswer:
 class AbandonDefinition:
     """A regulator's rule: the grace, the clock start, the window and the cap.
 
-    ``period_s`` is the length of successive fixed windows counted from the
-    campaign origin (30 days for FCC, one day for Ofcom; align the origin to
-    local midnight for Ofcom). ``amd_false_positive_rate`` is the *assumed*
+    ``period_s`` is the length of successive fixed windows from the epoch (30
+    days for FCC); with a ``timezone`` the windows are that zone's calendar days
+    instead (Ofcom: midnight to midnight UK time, 23 or 25 hours on the days
+    the clocks change). ``amd_false_positive_rate`` is the *assumed*
     P(machine verdict | human); when ``count_amd_false_positives`` is set,
     the expected number of humans hung up on by AMD is added to both the
     abandoned and the live counts, as Ofcom requires.
@@ -71,6 +74,18 @@ class AbandonDefinition:
     cap: float = 0.03
     count_amd_false_positives: bool = False
     amd_false_positive_rate: float = 0.0
+    timezone: str | None = None
+
+    @property
+    def zone(self) -> tzinfo | None:
+        return ZoneInfo(self.timezone) if self.timezone else None
+
+    def window_start(self, ts: float) -> float:
+        """Start (epoch seconds) of the window holding the instant ``ts``."""
+        zone = self.zone
+        if zone is None:
+            return math.floor(ts / self.period_s) * self.period_s
+        return datetime.combine(datetime.fromtimestamp(ts, zone).date(), time(), tzinfo=zone).timestamp()
 
     def is_abandoned(self, rec: LiveAnswer) -> bool:
         """True when ``rec`` counts as abandoned (a live answer not connected in time)."""
@@ -89,7 +104,7 @@ class AbandonDefinition:
 
 FCC_30_DAY = AbandonDefinition("fcc-30d", period_s=30 * DAY_S)
 OFCOM_24H = AbandonDefinition("ofcom-24h", period_s=DAY_S, count_amd_false_positives=True,
-                              amd_false_positive_rate=0.04)
+                              amd_false_positive_rate=0.04, timezone="Europe/London")
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,13 +137,11 @@ def abandonment_rate(records: Iterable[LiveAnswer], definition: AbandonDefinitio
     return RateResult(live, abandoned, fp)
 
 
-def period_rates(records: Sequence[LiveAnswer], definition: AbandonDefinition,
-                 origin_ts: float = 0.0) -> dict[int, RateResult]:
-    """Rate in each successive ``definition.period_s`` window from ``origin_ts``."""
-    buckets: dict[int, list[LiveAnswer]] = {}
+def period_rates(records: Sequence[LiveAnswer], definition: AbandonDefinition) -> dict[float, RateResult]:
+    """Rate in each of the regulator's windows, keyed by the window's start (epoch seconds)."""
+    buckets: dict[float, list[LiveAnswer]] = {}
     for rec in records:
-        index = math.floor((rec.answer_ts - origin_ts) / definition.period_s)
-        buckets.setdefault(index, []).append(rec)
+        buckets.setdefault(definition.window_start(rec.answer_ts), []).append(rec)
     return {k: abandonment_rate(v, definition) for k, v in sorted(buckets.items())}
 
 

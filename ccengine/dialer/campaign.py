@@ -130,7 +130,7 @@ class AbandonmentSettings(_Strict):
     def regulator(self) -> AbandonDefinition:
         base = FCC_30_DAY if self.definition == "fcc" else OFCOM_24H
         return AbandonDefinition(base.name, base.period_s, self.grace_seconds, base.clock_start, self.cap,
-                                 base.count_amd_false_positives, base.amd_false_positive_rate)
+                                 base.count_amd_false_positives, base.amd_false_positive_rate, base.timezone)
 
 
 class ContactTable(_Strict):

@@ -388,5 +388,5 @@ def _print_status(db: Engine, campaign_id: str) -> None:
     if windows:
         shown = list(windows.items())[-5:]
         click.echo(f"  {definition.name} windows, every run of {row.name}: " + ", ".join(
-            f"{datetime.fromtimestamp(i * definition.period_s, UTC):%Y-%m-%d} {r.rate:.2%} ({r.abandoned}/{r.live})"
-            + (" OVER CAP" if r.rate > definition.cap else "") for i, r in shown))
+            f"{datetime.fromtimestamp(start, definition.zone or UTC):%Y-%m-%d} {r.rate:.2%} ({r.abandoned}/{r.live})"
+            + (" OVER CAP" if r.rate > definition.cap else "") for start, r in shown))

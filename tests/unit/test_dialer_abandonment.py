@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -42,8 +44,26 @@ def test_period_rates_split_by_day() -> None:
     day = 86400.0
     recs = [LiveAnswer(10.0, 10.0, None), LiveAnswer(20.0, 20.0, 21.0),
             LiveAnswer(day + 5, day + 5, day + 6)]
-    rates = period_rates(recs, OFCOM_24H)
-    assert rates[0].rate == pytest.approx(0.5) and rates[1].rate == 0.0
+    rates = period_rates(recs, AbandonDefinition("daily", period_s=day))
+    assert rates[0.0].rate == pytest.approx(0.5) and rates[day].rate == 0.0
+
+
+def at(iso: str) -> float:
+    return datetime.fromisoformat(iso).timestamp()
+
+
+def test_ofcom_days_run_midnight_to_midnight_uk_time() -> None:
+    """23:30 UTC on a summer evening is already the next day in London (BST), and the day the
+    clocks go forward lasts 23 hours."""
+    before, after = at("2026-06-30T22:30:00+00:00"), at("2026-06-30T23:30:00+00:00")
+    assert OFCOM_24H.window_start(before) == at("2026-06-29T23:00:00+00:00")
+    assert OFCOM_24H.window_start(after) == at("2026-06-30T23:00:00+00:00")
+    rates = period_rates([LiveAnswer(before, before, None), LiveAnswer(after, after, after + 1)], OFCOM_24H)
+    assert [r.abandoned for r in rates.values()] == [1, 0]
+    spring = OFCOM_24H.window_start(at("2026-03-29T12:00:00+00:00"))
+    assert spring == at("2026-03-29T00:00:00+00:00")
+    assert OFCOM_24H.window_start(at("2026-03-30T12:00:00+00:00")) - spring == 23 * 3600
+    assert FCC_30_DAY.window_start(after) == (after // (30 * 86400)) * 30 * 86400
 
 
 def _brute_worst(times: list[float], flags: list[bool], w: float, lo: float, hi: float) -> float:
