@@ -386,8 +386,7 @@ class Walk:
             return Dip("verify_pin", {"account": self._account, "pin": pin}, node.dip_timeout, secure=True)
         if not isinstance(event, DipResult):
             raise WalkError(f"authenticate node {self.node_id} expects a DipResult")
-        if event.status in ("error", "timeout", "not_found"):
-            # an account the directory does not know is no wrong PIN: nothing to lock, an adviser helps
+        if event.status in ("error", "timeout"):
             return self._exit("fallback", node.fallback, secure=True)
         if event.data.get("locked"):
             self._remember_account(event)
@@ -397,10 +396,15 @@ class Walk:
             self._remember_account(event)
             self.vars["authenticated"] = True
             return self._exit("ok", node.ok, secure=True)
+        # an account the directory does not know sounds exactly like a wrong PIN, to the last prompt:
+        # anything else would tell a caller which account numbers exist. Nothing is locked for it.
         self._failures += 1
         if self._failures >= node.max_failures:
-            self._remember_account(event)
-            self.vars["locked"] = True
+            if event.status == "not_found":
+                self.vars["account_unknown"] = True
+            else:
+                self._remember_account(event)
+                self.vars["locked"] = True
             return self._exit("locked", node.locked, secure=True)
         self._phase = "pin"
         self._attempt += 1

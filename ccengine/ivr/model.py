@@ -159,8 +159,9 @@ class CollectNode(_Node):
 class AuthenticateNode(_Node):
     """Account number and PIN checked by the customer directory; the PIN is secure input.
     ``max_failures`` wrong PINs in this call (or the directory saying the account is locked)
-    takes ``locked``; silence, bad account numbers (malformed, or unknown to the directory) and
-    directory failures take ``fallback``."""
+    takes ``locked``. An account unknown to the directory is treated as a wrong PIN all the way
+    (the caller cannot tell which account numbers exist; nothing is locked, ``account_unknown``
+    is set); silence, malformed account numbers and directory failures take ``fallback``."""
 
     type: Literal["authenticate"]
     account_prompt: Prompt

@@ -105,17 +105,29 @@ def test_directory_lock_wins_at_once() -> None:
     assert isinstance(action, Route) and action.queue == "fraud"
 
 
-def test_an_account_the_directory_does_not_know_takes_the_fallback_not_the_lockout() -> None:
-    w = walk()
-    to_menu(w)
-    w.feed(Digits("1"))
-    w.feed(Digits("99999999"))
-    w.feed(Digits("2468"))
-    end = w.feed(DipResult("not_found"))
-    assert isinstance(end, Route) and end.queue == "general" and end.intent == "general_enquiry"
+def test_an_unknown_account_sounds_like_a_wrong_pin_and_locks_nothing() -> None:
+    """A caller must not learn which account numbers exist: the same prompts and the same end
+    as three wrong PINs on a real account, but no account is remembered or said to be locked."""
+    def run(result: DipResult) -> tuple[list[object], Walk]:
+        w = walk()
+        to_menu(w)
+        w.feed(Digits("1"))
+        w.feed(Digits("99999999"))
+        heard: list[object] = []
+        for _ in range(3):
+            w.feed(Digits("2468"))
+            heard.append(w.feed(result))
+        return heard, w
+
+    unknown, w = run(DipResult("not_found"))
+    wrong, real = run(DipResult("ok", {"verified": False}))
+    assert unknown == wrong
+    assert isinstance(unknown[-1], Route) and unknown[-1].queue == "fraud"
+    assert w.vars.get("account_unknown") is True
     assert "locked" not in w.vars and "account" not in w.vars and "authenticated" not in w.vars
+    assert real.vars["locked"] is True and real.vars["account"] == "99999999"
     [auth] = [s for s in w.take_steps() if s.node == "balance_auth"]
-    assert auth.exit == "fallback" and auth.secure
+    assert auth.exit == "locked" and auth.secure
 
 
 def test_anonymous_callers_skip_the_directory_lookup() -> None:
