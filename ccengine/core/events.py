@@ -10,7 +10,8 @@ The catalogue is documented in docs/events.md and exported as JSON Schema by
 from __future__ import annotations
 
 import json
-import uuid
+import os
+import time
 from datetime import UTC, datetime
 from functools import cached_property
 from typing import Any, ClassVar, Literal
@@ -489,6 +490,17 @@ PAYLOADS: dict[str, type[Payload]] = {
 }
 
 
+def new_event_id() -> str:
+    """A UUIDv7 (RFC 9562) in 32 hex digits: milliseconds first, then 74 random bits. Ids of new
+    events sort after older ones, so each lands at the end of the store's unique index (one page
+    per commit) instead of on a random page of it (one page per event, and as many copied
+    again by every checkpoint)."""
+    rand = int.from_bytes(os.urandom(10), "big")
+    value = ((time.time_ns() // 1_000_000) << 80 | 0x7 << 76 | (rand >> 62 & 0xFFF) << 64
+             | 0b10 << 62 | rand & (1 << 62) - 1)
+    return f"{value:032x}"
+
+
 _compact = json.JSONEncoder(separators=(",", ":"), default=str).encode  # json.dumps builds one a call
 
 
@@ -510,7 +522,7 @@ class Event(BaseModel):
     def of(cls, payload: Payload, *, call_id: str | None = None, agent_id: str | None = None,
            queue: str | None = None, occurred_at: datetime | None = None) -> Event:
         return cls(
-            id=uuid.uuid4().hex, type=payload.TYPE, version=payload.VERSION,
+            id=new_event_id(), type=payload.TYPE, version=payload.VERSION,
             occurred_at=occurred_at or datetime.now(UTC), call_id=call_id, agent_id=agent_id,
             queue=queue, data=payload.model_dump(mode="json"),
         )

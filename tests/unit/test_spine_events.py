@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
+import uuid
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
@@ -59,6 +61,7 @@ from ccengine.core.events import (
     RecordingResumed,
     RecordingTamperAttempt,
     json_schemas,
+    new_event_id,
 )
 
 SAMPLES: list[Payload] = [
@@ -293,3 +296,16 @@ async def test_async_iteration_yields_in_publish_order() -> None:
     for event in events:
         bus.publish(event)
     assert await asyncio.wait_for(task, 1) == events
+
+
+def test_event_ids_are_uuid7_and_later_ones_sort_after_earlier_ones() -> None:
+    """Time-ordered ids keep the store's unique index growing at its end (bench/events.py)."""
+    before = time.time_ns() // 1_000_000
+    first = [new_event_id() for _ in range(1000)]
+    time.sleep(0.002)
+    later = new_event_id()
+    parsed = uuid.UUID(first[0])
+    assert parsed.version == 7 and parsed.variant == uuid.RFC_4122 and len(first[0]) == 32
+    assert before <= int(first[0][:12], 16) <= time.time_ns() // 1_000_000
+    assert len(set(first)) == len(first)
+    assert later > max(first)
