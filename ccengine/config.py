@@ -7,7 +7,7 @@ that ``ccengine -c config/ccengine.yaml`` works from any working directory.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -61,6 +61,10 @@ class DatabaseSettings(_Strict):
         "seconds the first event of a store batch waits for companions (0: group commit, a batch is "
         "what waited during the previous commit): fewer transactions (CPU) against event-stream latency"))
     write_min_batch: int = Field(50, ge=1, le=500, description="events waiting that end the linger at once")
+    sqlite_synchronous: Literal["full", "normal"] = Field("full", description=(
+        "SQLite only. full: a commit is on disk before the stream sends it (an OS crash or power cut "
+        "loses nothing that was sent). normal: the last commits can be lost to a power cut, never to "
+        "an engine crash"))
 
 
 class PathsSettings(_Strict):

@@ -102,7 +102,7 @@ class Engine:
     def __init__(self, settings: Settings, pbx: PbxAdapter | None = None):
         self.settings = settings
         self.bus = EventBus()
-        self.db = make_engine(settings.database.url)
+        self.db = make_engine(settings.database.url, synchronous=settings.database.sqlite_synchronous)
         self.writer = StoreWriter(self.db, self.bus, linger=settings.database.write_linger,
                                   min_batch=settings.database.write_min_batch)
         self.pbx: PbxAdapter = pbx or AsteriskAdapter(settings.pbx)

@@ -36,6 +36,15 @@ def test_engine_connections_skip_the_automatic_checkpoint(tmp_path: Path) -> Non
     assert WalCheckpointer.for_engine(make_engine("sqlite:///:memory:")) is None
 
 
+def test_commits_are_synced_unless_configured_otherwise(tmp_path: Path) -> None:
+    """full (2) by default: an event the stream sent survives a power cut; normal (1) on request."""
+    db, path = file_engine(tmp_path)
+    with db.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 2
+    with make_engine(f"sqlite:///{path}", synchronous="normal").connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 1
+
+
 def test_a_writer_that_never_pauses_still_gets_its_log_started_over(tmp_path: Path) -> None:
     """Commits a millisecond apart leave a PASSIVE checkpoint, which takes longer, no idle
     moment in which the log could start over: on its own the log file would hold every page
