@@ -423,8 +423,11 @@ async def main() -> None:
         print("  and agent channel created -> INVITE at the phone (the same switch + SIP work for both):")
         report("ccengine", ours.sip_leg, args.calls)
         leg = report("app_queue", theirs.sip_leg, args.calls)
-        print(f"  dispatch ratio (median): {da / db:.2f}x; the SIP leg alone is {leg / b:.2f}x of app_queue's "
-              f"whole median: no controller's total can go below that ratio", flush=True)
+        floor = leg / b
+        print(f"  dispatch ratio (median): {da / db:.2f}x" + (
+            f"; the SIP leg alone is {floor:.2f}x of app_queue's whole median: no controller's total can go "
+            "below that ratio" if floor >= 0.05 else "; callers wait for agents: the SIP leg is no floor here"),
+            flush=True)
         await asyncio.sleep(3)
     if args.lines_rate > 0:
         rate = args.lines_rate
