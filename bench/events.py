@@ -6,7 +6,8 @@ raw-protocol clients for both sides (bench/ws_subscribers.py: no decoding, no ta
 per message), so the server is what is measured; their CPU time is printed to show it.
 
 * ccengine: events are published on the engine's bus, stored by the real store writer in
-  SQLite (group commit: what waited during one commit is the next batch), handed to the
+  SQLite (group commit: what waited during one commit is the next batch; WAL checkpoints
+  in the background, ccengine/store/checkpoint.py), handed to the
   event hub after commit and sent by the real API server (token auth, role filter, resume offsets; plain HTTP on
   loopback unless --tls). Two latencies: publish -> subscriber (end to end, what a client
   experiences), and commit -> subscriber (the stream's own fan-out).
