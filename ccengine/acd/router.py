@@ -48,10 +48,13 @@ import itertools
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import Enum
-from typing import TYPE_CHECKING, Any, Literal, NamedTuple
+from typing import TYPE_CHECKING, Any, Final, Literal, NamedTuple
 
 if TYPE_CHECKING:
     from ccengine.acd.definitions import QueueDefinition
+
+# True when this is the mypyc-compiled extension module (see ccengine/acd/native.py)
+COMPILED: Final = not __file__.endswith(".py")
 
 StrategyName = Literal["best_skill", "longest_idle", "least_occupancy"]
 Signature = tuple[tuple[str, int], ...]  # sorted (skill, minimum level)
@@ -924,11 +927,27 @@ class Router:
         return None if best is None else (best[4], contacts[best[4]])
 
 
+# every attribute Router.__init__ sets: what a LinearScanRouter takes over (a test checks the list)
+_ROUTER_STATE: Final = ("_queues", "_agents", "_contacts", "_reservations", "_by_skill", "_groups",
+                        "_groups_by_skill", "_group_memo", "_bloated_agent_heaps", "_bloated_lanes", "_garbage",
+                        "_skillless_groups", "_affine", "_waiting_by_queue", "_seq", "_reservation_ids")
+
+
 class LinearScanRouter(Router):
     """The same rules decided by scanning every agent / every waiting contact.
 
     It is the executable specification the property tests compare the indexed
     router with, and the baseline of ``bench/routing.py``."""
+
+    @classmethod
+    def taking_over(cls, router: Router) -> LinearScanRouter:
+        """Continue from ``router``'s state, taken over rather than copied (do not use
+        ``router`` afterwards): the benchmark's baseline starts from a state that only
+        the indexed router builds in reasonable time."""
+        linear = cls()
+        for name in _ROUTER_STATE:
+            setattr(linear, name, getattr(router, name))
+        return linear
 
     def _index_agent(self, agent: _Agent, channels: tuple[str, ...]) -> None:
         pass
