@@ -85,12 +85,17 @@ class ContactState(Enum):
 
 
 # module-level aliases: a global load is cheaper than an attribute of the enum class on the hot path
-_LOGGED_OUT, _NOT_READY, _READY, _WRAP_UP = (AgentState.LOGGED_OUT, AgentState.NOT_READY, AgentState.READY,
-                                             AgentState.WRAP_UP)
-_WAITING, _RESERVED, _CONNECTED = ContactState.WAITING, ContactState.RESERVED, ContactState.CONNECTED
+# (Final: the compiled module keeps them in C variables instead of its globals dict)
+_LOGGED_OUT: Final = AgentState.LOGGED_OUT
+_NOT_READY: Final = AgentState.NOT_READY
+_READY: Final = AgentState.READY
+_WRAP_UP: Final = AgentState.WRAP_UP
+_WAITING: Final = ContactState.WAITING
+_RESERVED: Final = ContactState.RESERVED
+_CONNECTED: Final = ContactState.CONNECTED
 # a group's agent heaps sit in a list of three slots (None: no queue with that strategy uses the group)
-_STRATEGIES: tuple[StrategyName, ...] = ("longest_idle", "best_skill", "least_occupancy")
-_SLOT = {name: slot for slot, name in enumerate(_STRATEGIES)}
+_STRATEGIES: Final[tuple[StrategyName, ...]] = ("longest_idle", "best_skill", "least_occupancy")
+_SLOT: Final = {name: slot for slot, name in enumerate(_STRATEGIES)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -241,7 +246,7 @@ def _agent_key(agent: _Agent, signature: Signature, strategy: str) -> float:
     return 0.0
 
 
-_tuple_new: Any = tuple.__new__
+_tuple_new: Final[Any] = tuple.__new__
 
 
 def _signature(skills: Mapping[str, int]) -> Signature:
