@@ -4,10 +4,12 @@ PY := $(VENV)/bin/python
 CCENGINE := $(VENV)/bin/ccengine
 ARGS ?=
 PYTEST_ARGS ?=
+ACD := ccengine/acd
+ROUTER_RECORD := $(ACD)/router.sha256sums
 
 .PHONY: setup demo test lint bench lab-down clean
 
-setup: $(VENV)/.installed
+setup: $(VENV)/.installed $(ROUTER_RECORD)
 
 $(VENV)/.installed: pyproject.toml bin/setup-host
 	bin/setup-host
@@ -15,6 +17,15 @@ $(VENV)/.installed: pyproject.toml bin/setup-host
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $@
+
+# The ACD router compiled in place with mypyc; the record (source hash first, extension hashes
+# after the build) is what ccengine/acd/native.py checks before it lets the extension be used.
+$(ROUTER_RECORD): $(ACD)/router.py $(VENV)/.installed
+	rm -f $@ $@.tmp $(ACD)/router.*.so $(ACD)/router__mypyc.*.so
+	cd $(ACD) && sha256sum router.py > router.sha256sums.tmp
+	$(VENV)/bin/mypyc $(ACD)/router.py
+	cd $(ACD) && sha256sum router.*.so router__mypyc.*.so >> router.sha256sums.tmp
+	mv $@.tmp $@
 
 demo: setup
 	$(CCENGINE) demo $(ARGS)
@@ -35,4 +46,4 @@ lab-down:
 	$(CCENGINE) lab down
 
 clean: lab-down
-	rm -rf var .lab
+	rm -rf var .lab build $(ROUTER_RECORD) $(ACD)/router.*.so $(ACD)/router__mypyc.*.so

@@ -28,6 +28,7 @@ from ari_apps.lines import ROLE as LINE_ROLE
 from ari_apps.payment import PROMPTS as PAYMENT_PROMPTS
 from ari_apps.supervision import Supervision
 
+from .acd import ROUTER as ACD_ROUTER
 from .acd.definitions import load_queue_config
 from .acd.service import Acd
 from .audio.config import load_analytics
@@ -179,6 +180,7 @@ class Engine:
 
     async def start(self) -> None:
         settings = self.settings
+        log.log(logging.WARNING if ACD_ROUTER.refused else logging.INFO, "ACD router: %s", ACD_ROUTER.note)
         await asyncio.to_thread(upgrade, settings.database.url)
         settings.paths.recordings_dir.mkdir(parents=True, exist_ok=True)
         prompts = await asyncio.to_thread(self.prompts)

@@ -48,10 +48,13 @@ import itertools
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import Enum
-from typing import TYPE_CHECKING, Any, Literal, NamedTuple
+from typing import TYPE_CHECKING, Any, Final, Literal, NamedTuple
 
 if TYPE_CHECKING:
     from ccengine.acd.definitions import QueueDefinition
+
+# True when this is the mypyc-compiled extension module (see ccengine/acd/native.py)
+COMPILED: Final = not __file__.endswith(".py")
 
 StrategyName = Literal["best_skill", "longest_idle", "least_occupancy"]
 Signature = tuple[tuple[str, int], ...]  # sorted (skill, minimum level)
@@ -82,12 +85,17 @@ class ContactState(Enum):
 
 
 # module-level aliases: a global load is cheaper than an attribute of the enum class on the hot path
-_LOGGED_OUT, _NOT_READY, _READY, _WRAP_UP = (AgentState.LOGGED_OUT, AgentState.NOT_READY, AgentState.READY,
-                                             AgentState.WRAP_UP)
-_WAITING, _RESERVED, _CONNECTED = ContactState.WAITING, ContactState.RESERVED, ContactState.CONNECTED
+# (Final: the compiled module keeps them in C variables instead of its globals dict)
+_LOGGED_OUT: Final = AgentState.LOGGED_OUT
+_NOT_READY: Final = AgentState.NOT_READY
+_READY: Final = AgentState.READY
+_WRAP_UP: Final = AgentState.WRAP_UP
+_WAITING: Final = ContactState.WAITING
+_RESERVED: Final = ContactState.RESERVED
+_CONNECTED: Final = ContactState.CONNECTED
 # a group's agent heaps sit in a list of three slots (None: no queue with that strategy uses the group)
-_STRATEGIES: tuple[StrategyName, ...] = ("longest_idle", "best_skill", "least_occupancy")
-_SLOT = {name: slot for slot, name in enumerate(_STRATEGIES)}
+_STRATEGIES: Final[tuple[StrategyName, ...]] = ("longest_idle", "best_skill", "least_occupancy")
+_SLOT: Final = {name: slot for slot, name in enumerate(_STRATEGIES)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -238,7 +246,7 @@ def _agent_key(agent: _Agent, signature: Signature, strategy: str) -> float:
     return 0.0
 
 
-_tuple_new: Any = tuple.__new__
+_tuple_new: Final[Any] = tuple.__new__
 
 
 def _signature(skills: Mapping[str, int]) -> Signature:
@@ -924,11 +932,27 @@ class Router:
         return None if best is None else (best[4], contacts[best[4]])
 
 
+# every attribute Router.__init__ sets: what a LinearScanRouter takes over (a test checks the list)
+_ROUTER_STATE: Final = ("_queues", "_agents", "_contacts", "_reservations", "_by_skill", "_groups",
+                        "_groups_by_skill", "_group_memo", "_bloated_agent_heaps", "_bloated_lanes", "_garbage",
+                        "_skillless_groups", "_affine", "_waiting_by_queue", "_seq", "_reservation_ids")
+
+
 class LinearScanRouter(Router):
     """The same rules decided by scanning every agent / every waiting contact.
 
     It is the executable specification the property tests compare the indexed
     router with, and the baseline of ``bench/routing.py``."""
+
+    @classmethod
+    def taking_over(cls, router: Router) -> LinearScanRouter:
+        """Continue from ``router``'s state, taken over rather than copied (do not use
+        ``router`` afterwards): the benchmark's baseline starts from a state that only
+        the indexed router builds in reasonable time."""
+        linear = cls()
+        for name in _ROUTER_STATE:
+            setattr(linear, name, getattr(router, name))
+        return linear
 
     def _index_agent(self, agent: _Agent, channels: tuple[str, ...]) -> None:
         pass

@@ -4,6 +4,9 @@ The interleaving test drives the indexed ``Router`` and the linear-scan
 ``LinearScanRouter`` with the same random events, requires identical offers,
 and checks every offer against an independent model of who is ready, busy,
 reserved and waiting.
+
+Every test runs against the module ``import`` gives and, when that is the
+mypyc-compiled one, against ``router.py`` itself too (fixture ``rt``).
 """
 
 from __future__ import annotations
@@ -11,28 +14,36 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from ccengine.acd import native
+from ccengine.acd import router as imported
 from ccengine.acd.definitions import Customer, load_queue_config
-from ccengine.acd.router import (
-    AgentState,
-    LinearScanRouter,
-    QueuePolicy,
-    Reservation,
-    Router,
-    RoutingError,
-)
+from ccengine.acd.router import Reservation, Router
 
 SKILLS = ["a", "b", "c", "d"]
-QUEUES = [
-    QueuePolicy("q_idle", {"a": 2}, priority=0, strategy="longest_idle"),
-    QueuePolicy("q_skill", {"b": 3}, priority=5, strategy="best_skill", aging_per_second=0.5,
-                affinity_window=30, wrap_up=5),
-    QueuePolicy("q_occ", {"a": 1, "c": 2}, priority=0, strategy="least_occupancy", aging_per_second=1.0),
-]
+IMPLEMENTATIONS = {"compiled" if imported.COMPILED else "pure": imported}
+if imported.COMPILED:
+    IMPLEMENTATIONS["pure"] = native.load_source("ccengine.acd._router_source")
+
+
+@pytest.fixture(scope="module", params=list(IMPLEMENTATIONS))
+def rt(request: pytest.FixtureRequest) -> ModuleType:
+    """The router module under test."""
+    return IMPLEMENTATIONS[request.param]
+
+
+def make_queues(rt: ModuleType) -> list[imported.QueuePolicy]:
+    return [
+        rt.QueuePolicy("q_idle", {"a": 2}, priority=0, strategy="longest_idle"),
+        rt.QueuePolicy("q_skill", {"b": 3}, priority=5, strategy="best_skill", aging_per_second=0.5,
+                       affinity_window=30, wrap_up=5),
+        rt.QueuePolicy("q_occ", {"a": 1, "c": 2}, priority=0, strategy="least_occupancy", aging_per_second=1.0),
+    ]
 
 
 # ------------------------------------------------------------ interleavings
@@ -98,13 +109,14 @@ events = st.one_of(
 
 @settings(max_examples=250, deadline=None)
 @given(agent_skills=st.lists(skill_sets, min_size=1, max_size=6), script=st.lists(events, max_size=80))
-def test_random_interleavings_match_spec_and_model(agent_skills: list[dict[str, int]],
+def test_random_interleavings_match_spec_and_model(rt: ModuleType, agent_skills: list[dict[str, int]],
                                                    script: list[tuple[object, ...]]) -> None:
-    routers: list[Router] = [Router(), LinearScanRouter()]
+    routers: list[Router] = [rt.Router(), rt.LinearScanRouter()]
+    queues = make_queues(rt)
     agents = [f"ag{i}" for i in range(len(agent_skills))]
     model = Model(skills=dict(zip(agents, agent_skills, strict=True)))
     for router in routers:
-        for queue in QUEUES:
+        for queue in queues:
             router.define_queue(queue)
         for agent, skills in model.skills.items():
             router.add_agent(agent, skills)
@@ -124,7 +136,7 @@ def test_random_interleavings_match_spec_and_model(agent_skills: list[dict[str, 
         if kind == "arrive":
             _, q, boost, extra, last = event
             assert isinstance(q, int) and isinstance(boost, int) and isinstance(last, int)
-            queue = QUEUES[q]
+            queue = queues[q]
             contact = f"c{arrivals}"
             arrivals += 1
             needs = dict(queue.required_skills)
@@ -175,7 +187,7 @@ def test_random_interleavings_match_spec_and_model(agent_skills: list[dict[str, 
             contact = model.busy.pop(agent)
             for router in routers:
                 outs.append(collect(router.finish(agent, contact, now)))
-            wrap = next(q.wrap_up for q in QUEUES if q.id == model.queue_of[contact])
+            wrap = next(q.wrap_up for q in queues if q.id == model.queue_of[contact])
             if model.state[agent] == "ready" and wrap > 0:
                 model.state[agent] = "wrap"
         elif kind == "abandon":
@@ -198,16 +210,16 @@ def test_random_interleavings_match_spec_and_model(agent_skills: list[dict[str, 
             assert group.available == sum(routers[0].is_available(a, group.channel) for a in group.members)
 
 
-def test_reserved_agent_cannot_be_reserved_again() -> None:
-    router = Router()
-    router.define_queue(QueuePolicy("q", {"a": 1}))
+def test_reserved_agent_cannot_be_reserved_again(rt: ModuleType) -> None:
+    router = rt.Router()
+    router.define_queue(rt.QueuePolicy("q", {"a": 1}))
     router.add_agent("x", {"a": 5})
     router.login("x", 0)
     router.set_ready("x", 0)
     first = router.contact_arrives("c1", "q", 1)
     assert first is not None and first.agent_id == "x"
     assert router.contact_arrives("c2", "q", 2) is None
-    with pytest.raises(RoutingError):
+    with pytest.raises(rt.RoutingError):
         router.reserve("c2", "x", 3)
     assert router.set_ready("x", 4) is None  # already ready and reserved: nothing new
 
@@ -228,9 +240,9 @@ def serve_all(router: Router, agent: str, now: float) -> list[str]:
 
 @settings(max_examples=100, deadline=None)
 @given(st.lists(st.integers(0, 3), min_size=1, max_size=30))
-def test_fifo_within_a_priority(priorities: list[int]) -> None:
-    router = Router()
-    router.define_queue(QueuePolicy("q", {"a": 1}))
+def test_fifo_within_a_priority(rt: ModuleType, priorities: list[int]) -> None:
+    router = rt.Router()
+    router.define_queue(rt.QueuePolicy("q", {"a": 1}))
     router.add_agent("x", {"a": 1})
     router.login("x", 0)
     for i, prio in enumerate(priorities):
@@ -245,13 +257,13 @@ rates = st.sampled_from([Fraction(0), Fraction(1, 4), Fraction(1, 2), Fraction(1
 @settings(max_examples=200, deadline=None)
 @given(st.lists(st.tuples(st.integers(0, 1), st.integers(0, 20), st.integers(0, 50)), min_size=2,
                 max_size=12), rates, rates, st.integers(0, 100))
-def test_aging_orders_by_effective_priority(contacts: list[tuple[int, int, int]], rate_a: Fraction,
+def test_aging_orders_by_effective_priority(rt: ModuleType, contacts: list[tuple[int, int, int]], rate_a: Fraction,
                                            rate_b: Fraction, later: int) -> None:
     """effective = priority + rate x waited; ties go to the earlier arrival."""
-    router = Router()
+    router = rt.Router()
     rate = [rate_a, rate_b]
     for q in (0, 1):
-        router.define_queue(QueuePolicy(f"q{q}", {"a": 1}, aging_per_second=float(rate[q])))
+        router.define_queue(rt.QueuePolicy(f"q{q}", {"a": 1}, aging_per_second=float(rate[q])))
     router.add_agent("x", {"a": 1})
     router.login("x", 0)
     arrivals = sorted(contacts, key=lambda c: c[2])  # by arrival time
@@ -264,14 +276,14 @@ def test_aging_orders_by_effective_priority(contacts: list[tuple[int, int, int]]
     assert offer is not None and offer.contact_id == f"c{first}"
 
 
-@pytest.mark.parametrize("router_class", [Router, LinearScanRouter])
-def test_equal_effective_priority_goes_to_the_earlier_arrival(router_class: type[Router]) -> None:
+@pytest.mark.parametrize("cls", ["Router", "LinearScanRouter"])
+def test_equal_effective_priority_goes_to_the_earlier_arrival(rt: ModuleType, cls: str) -> None:
     """An aging contact that has just caught up with a higher static priority ties; the earlier arrival wins.
 
     Hypothesis once found this against the old rank, which broke the tie on the static key first."""
-    router = router_class()
-    router.define_queue(QueuePolicy("aging", {"a": 1}, aging_per_second=1.0))
-    router.define_queue(QueuePolicy("flat", {"a": 1}))
+    router = getattr(rt, cls)()
+    router.define_queue(rt.QueuePolicy("aging", {"a": 1}, aging_per_second=1.0))
+    router.define_queue(rt.QueuePolicy("flat", {"a": 1}))
     router.add_agent("x", {"a": 1})
     router.login("x", 0)
     router.contact_arrives("early", "aging", 0.0, priority=0)  # effective 10 at t=10
@@ -280,10 +292,10 @@ def test_equal_effective_priority_goes_to_the_earlier_arrival(router_class: type
     assert offer is not None and offer.contact_id == "early"
 
 
-def test_aging_lets_an_old_low_priority_contact_overtake() -> None:
-    router = Router()
-    router.define_queue(QueuePolicy("slow", {"a": 1}, priority=0, aging_per_second=1.0))
-    router.define_queue(QueuePolicy("vip", {"a": 1}, priority=50))
+def test_aging_lets_an_old_low_priority_contact_overtake(rt: ModuleType) -> None:
+    router = rt.Router()
+    router.define_queue(rt.QueuePolicy("slow", {"a": 1}, priority=0, aging_per_second=1.0))
+    router.define_queue(rt.QueuePolicy("vip", {"a": 1}, priority=50))
     router.add_agent("x", {"a": 1})
     router.login("x", 0)
     router.contact_arrives("old", "slow", 0.0)
@@ -299,11 +311,11 @@ def test_aging_lets_an_old_low_priority_contact_overtake() -> None:
 @settings(max_examples=100, deadline=None)
 @given(st.lists(st.integers(0, 3), min_size=1, max_size=15),
        st.lists(st.integers(0, 3), max_size=10))
-def test_rona_requeues_at_the_original_position(before: list[int], during: list[int]) -> None:
+def test_rona_requeues_at_the_original_position(rt: ModuleType, before: list[int], during: list[int]) -> None:
     """A ring-no-answer must leave the queue exactly as if the ring never happened."""
-    with_ring, without = Router(), Router()
+    with_ring, without = rt.Router(), rt.Router()
     for router in (with_ring, without):
-        router.define_queue(QueuePolicy("q", {"a": 1}, aging_per_second=0.5))
+        router.define_queue(rt.QueuePolicy("q", {"a": 1}, aging_per_second=0.5))
         router.add_agent("x", {"a": 1})
         router.login("x", 0)
         for i, prio in enumerate(before):
@@ -316,7 +328,7 @@ def test_rona_requeues_at_the_original_position(before: list[int], during: list[
             router.contact_arrives(f"d{i}", "q", now + i, priority=prio)
     now += len(during)
     assert with_ring.release(offer.id, now, rona=True) == []
-    assert with_ring.agent_state("x") == (AgentState.NOT_READY, "RONA")
+    assert with_ring.agent_state("x") == (rt.AgentState.NOT_READY, "RONA")
     assert with_ring.waiting_order("q", now) == without.waiting_order("q", now)
 
 
@@ -331,20 +343,20 @@ def ready_agents(router: Router, agents: dict[str, dict[str, int]], at: dict[str
         router.set_ready(agent, at[agent])
 
 
-@pytest.mark.parametrize("cls", [Router, LinearScanRouter])
-def test_best_skill_prefers_the_most_proficient(cls: type[Router]) -> None:
-    router = cls()
-    router.define_queue(QueuePolicy("q", {"a": 2, "b": 1}, strategy="best_skill"))
+@pytest.mark.parametrize("cls", ["Router", "LinearScanRouter"])
+def test_best_skill_prefers_the_most_proficient(rt: ModuleType, cls: str) -> None:
+    router = getattr(rt, cls)()
+    router.define_queue(rt.QueuePolicy("q", {"a": 2, "b": 1}, strategy="best_skill"))
     ready_agents(router, {"low": {"a": 3, "b": 1}, "high": {"a": 9, "b": 4}, "none": {"a": 10}},
                  {"low": 1, "high": 2, "none": 0})
     offer = router.contact_arrives("c", "q", 5)
     assert offer is not None and offer.agent_id == "high"
 
 
-@pytest.mark.parametrize("cls", [Router, LinearScanRouter])
-def test_longest_idle_then_agent_id(cls: type[Router]) -> None:
-    router = cls()
-    router.define_queue(QueuePolicy("q", {"a": 1}, strategy="longest_idle"))
+@pytest.mark.parametrize("cls", ["Router", "LinearScanRouter"])
+def test_longest_idle_then_agent_id(rt: ModuleType, cls: str) -> None:
+    router = getattr(rt, cls)()
+    router.define_queue(rt.QueuePolicy("q", {"a": 1}, strategy="longest_idle"))
     ready_agents(router, {"b": {"a": 1}, "a": {"a": 1}, "c": {"a": 1}}, {"c": 1, "b": 3, "a": 3})
     order = []
     for i in range(3):
@@ -354,10 +366,10 @@ def test_longest_idle_then_agent_id(cls: type[Router]) -> None:
     assert order == ["c", "a", "b"]  # c idle longest; a and b tie on time, id decides
 
 
-@pytest.mark.parametrize("cls", [Router, LinearScanRouter])
-def test_least_occupancy_prefers_fewest_busy_seconds(cls: type[Router]) -> None:
-    router = cls()
-    router.define_queue(QueuePolicy("q", {"a": 1}, strategy="least_occupancy"))
+@pytest.mark.parametrize("cls", ["Router", "LinearScanRouter"])
+def test_least_occupancy_prefers_fewest_busy_seconds(rt: ModuleType, cls: str) -> None:
+    router = getattr(rt, cls)()
+    router.define_queue(rt.QueuePolicy("q", {"a": 1}, strategy="least_occupancy"))
     ready_agents(router, {"busy": {"a": 1}, "calm": {"a": 1}}, {"busy": 0, "calm": 0})
     first = router.contact_arrives("k1", "q", 1)  # tie: id "busy" first
     assert first is not None and first.agent_id == "busy"
@@ -374,10 +386,10 @@ def test_least_occupancy_prefers_fewest_busy_seconds(cls: type[Router]) -> None:
     assert third is not None and third.agent_id == "calm"
 
 
-@pytest.mark.parametrize("cls", [Router, LinearScanRouter])
-def test_affinity_on_arrival_within_the_window(cls: type[Router]) -> None:
-    router = cls()
-    router.define_queue(QueuePolicy("q", {"a": 1}, affinity_window=3600))
+@pytest.mark.parametrize("cls", ["Router", "LinearScanRouter"])
+def test_affinity_on_arrival_within_the_window(rt: ModuleType, cls: str) -> None:
+    router = getattr(rt, cls)()
+    router.define_queue(rt.QueuePolicy("q", {"a": 1}, affinity_window=3600))
     ready_agents(router, {"first": {"a": 1}, "mine": {"a": 1}}, {"first": 0, "mine": 5})
     offer = router.contact_arrives("k1", "q", 10, last_agent="mine", last_agent_at=0)
     assert offer is not None and offer.agent_id == "mine"
@@ -391,10 +403,10 @@ def test_affinity_on_arrival_within_the_window(cls: type[Router]) -> None:
     assert stale is not None and stale.agent_id == "first"  # window passed: strategy decides
 
 
-@pytest.mark.parametrize("cls", [Router, LinearScanRouter])
-def test_affinity_when_the_agent_becomes_free(cls: type[Router]) -> None:
-    router = cls()
-    router.define_queue(QueuePolicy("q", {"a": 1}, affinity_window=600))
+@pytest.mark.parametrize("cls", ["Router", "LinearScanRouter"])
+def test_affinity_when_the_agent_becomes_free(rt: ModuleType, cls: str) -> None:
+    router = getattr(rt, cls)()
+    router.define_queue(rt.QueuePolicy("q", {"a": 1}, affinity_window=600))
     ready_agents(router, {"mine": {"a": 1}, "other": {"a": 1}}, {})
     router.contact_arrives("older", "q", 1)
     router.contact_arrives("returning", "q", 2, last_agent="mine", last_agent_at=0)
@@ -404,24 +416,24 @@ def test_affinity_when_the_agent_becomes_free(cls: type[Router]) -> None:
     assert offer is not None and offer.contact_id == "older"
 
 
-def test_wrap_up_blocks_offers_until_ready() -> None:
-    router = Router()
-    router.define_queue(QueuePolicy("q", {"a": 1}, wrap_up=30))
+def test_wrap_up_blocks_offers_until_ready(rt: ModuleType) -> None:
+    router = rt.Router()
+    router.define_queue(rt.QueuePolicy("q", {"a": 1}, wrap_up=30))
     ready_agents(router, {"x": {"a": 1}}, {"x": 0})
     offer = router.contact_arrives("k1", "q", 1)
     assert offer is not None
     router.confirm(offer.id, 2)
     router.contact_arrives("k2", "q", 3)
     assert router.finish("x", "k1", 60) is None
-    assert router.agent_state("x")[0] is AgentState.WRAP_UP
+    assert router.agent_state("x")[0] is rt.AgentState.WRAP_UP
     again = router.set_ready("x", 90)
     assert again is not None and again.contact_id == "k2"
 
 
-def test_chat_concurrency_and_no_mixing_with_voice() -> None:
-    router = Router()
-    router.define_queue(QueuePolicy("chat", {"a": 1}, channel="chat"))
-    router.define_queue(QueuePolicy("voice", {"a": 1}))
+def test_chat_concurrency_and_no_mixing_with_voice(rt: ModuleType) -> None:
+    router = rt.Router()
+    router.define_queue(rt.QueuePolicy("chat", {"a": 1}, channel="chat"))
+    router.define_queue(rt.QueuePolicy("voice", {"a": 1}))
     router.add_agent("x", {"a": 1}, {"chat": 2, "voice": 1})
     router.login("x", 0)
     router.set_ready("x", 0)
@@ -437,10 +449,10 @@ def test_chat_concurrency_and_no_mixing_with_voice() -> None:
     assert router.contact_state("v1") is not None
 
 
-def test_overflow_move_keeps_arrival_time() -> None:
-    router = Router()
-    router.define_queue(QueuePolicy("first", {"a": 5}))
-    router.define_queue(QueuePolicy("backup", {"a": 1}))
+def test_overflow_move_keeps_arrival_time(rt: ModuleType) -> None:
+    router = rt.Router()
+    router.define_queue(rt.QueuePolicy("first", {"a": 5}))
+    router.define_queue(rt.QueuePolicy("backup", {"a": 1}))
     router.add_agent("x", {"a": 2})
     router.login("x", 0)
     router.contact_arrives("early", "first", 0)
@@ -451,11 +463,11 @@ def test_overflow_move_keeps_arrival_time() -> None:
     assert offer is not None and offer.contact_id == "early"
 
 
-def test_customer_rules_from_the_example_config_drive_routing() -> None:
+def test_customer_rules_from_the_example_config_drive_routing(rt: ModuleType) -> None:
     config = load_queue_config(Path(__file__).parents[2] / "config" / "queues.yaml")
-    router = Router()
+    router = rt.Router()
     for queue in config.queues.values():
-        router.define_queue(QueuePolicy.from_definition(queue))
+        router.define_queue(rt.QueuePolicy.from_definition(queue))
     for agent in config.agents.values():
         router.add_agent(agent.id, agent.skills, agent.capacity())
         router.login(agent.id, 0)
@@ -467,9 +479,9 @@ def test_customer_rules_from_the_example_config_drive_routing() -> None:
     assert config.agents[offer.agent_id].skills.get("cards", 0) >= 3
 
 
-def test_maintain_sweeps_stale_entries_without_changing_decisions() -> None:
-    router = Router()
-    router.define_queue(QueuePolicy("q", {"a": 1}, strategy="best_skill"))
+def test_maintain_sweeps_stale_entries_without_changing_decisions(rt: ModuleType) -> None:
+    router = rt.Router()
+    router.define_queue(rt.QueuePolicy("q", {"a": 1}, strategy="best_skill"))
     for i in range(20):
         router.add_agent(f"x{i}", {"a": 1 + i % 5})
         router.login(f"x{i}", 0)
@@ -489,3 +501,37 @@ def test_maintain_sweeps_stale_entries_without_changing_decisions() -> None:
     assert after == live  # one live entry per available agent per heap
     offer = router.contact_arrives("c", "q", 100)
     assert offer is not None and offer.agent_id == "x9"  # level 5: the best skill among the ready ones
+
+
+def test_linear_router_takes_over_every_attribute_of_the_state() -> None:
+    pure = IMPLEMENTATIONS["pure"]
+    assert set(vars(pure.Router())) == set(pure._ROUTER_STATE)
+
+
+def test_linear_router_taking_over_decides_as_the_indexed_one_would(rt: ModuleType) -> None:
+    """The benchmark's baseline starts this way: from state the indexed router built."""
+    def world() -> tuple[Router, dict[str, str]]:
+        router = rt.Router()
+        router.define_queue(rt.QueuePolicy("q", {"a": 1}, strategy="best_skill", aging_per_second=0.5))
+        router.define_queue(rt.QueuePolicy("r", {"b": 2}, priority=3, strategy="least_occupancy"))
+        for i in range(8):
+            router.add_agent(f"x{i}", {"a": 1 + i % 4, "b": i % 3})
+            router.login(f"x{i}", 0)
+            router.set_ready(f"x{i}", float(i))
+        busy = {}
+        for i in range(14):
+            offer = router.contact_arrives(f"c{i}", "qr"[i % 2], 10.0 + i)
+            if offer is not None:
+                router.confirm(offer.id, 10.0 + i)
+                busy[offer.agent_id] = offer.contact_id
+        return router, busy
+
+    indexed, busy = world()
+    linear = rt.LinearScanRouter.taking_over(world()[0])
+    assert type(linear) is rt.LinearScanRouter and len(busy) == 8
+    offers = []
+    for router in (indexed, linear):
+        router.contact_arrives("late", "q", 40.0, priority=1)
+        offers.append([router.finish(agent, busy[agent], 50.0 + i) for i, agent in enumerate(sorted(busy))])
+    assert offers[0] == offers[1]
+    assert sum(o is not None for o in offers[0]) >= 2  # the comparison covers real decisions
